@@ -1,0 +1,40 @@
+"""Celery configuration: Redis as broker and result store, one queue per stage, JSON only.
+
+Values come from the environment through ``tasks.settings`` (see the README's table).
+"""
+
+from tasks import settings as _settings
+
+_config = _settings.load()
+
+broker_url = _config.redis_url
+result_backend = _config.redis_url
+broker_connection_retry_on_startup = True
+
+# JSON only: a message can never make a worker unpickle something.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+imports = ("tasks.worker_setup", "tasks.landmark", "tasks.agegender", "tasks.storage")
+task_routes = {
+    "tasks.landmark.*": {"queue": "landmark"},
+    "tasks.agegender.*": {"queue": "agegender"},
+    "tasks.storage.*": {"queue": "storage"},
+}
+
+# A task is acknowledged only after it ran, so a worker killed mid-task loses nothing:
+# the message goes back to the queue and another (or the restarted) worker runs it.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+broker_transport_options = {"visibility_timeout": _config.visibility_timeout}
+
+result_expires = _config.result_ttl
+result_extended = True
+
+# Events for Flower.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True

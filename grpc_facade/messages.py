@@ -1,0 +1,82 @@
+"""Result documents (plain dicts, as stored in Redis and ``output/``) to protobuf messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proto import image_processing_pb2 as pb
+
+
+def box(data: dict[str, float]) -> pb.Box:
+    return pb.Box(x1=data["x1"], y1=data["y1"], x2=data["x2"], y2=data["y2"], score=data["score"])
+
+
+def points(data: list[list[float]]) -> list[pb.Point]:
+    return [pb.Point(x=x, y=y) for x, y in data]
+
+
+def landmark_response(key: str, result: dict[str, Any]) -> pb.LandmarkResponse:
+    return pb.LandmarkResponse(
+        status=result["status"],
+        redis_key=key,
+        runtime=result["runtime"],
+        error=result.get("error", ""),
+        point_scheme=result.get("point_scheme", ""),
+        faces=[pb.FaceLandmarks(box=box(f["box"]), points=points(f["points"])) for f in result["faces"]],
+    )
+
+
+def age_gender_response(key: str, result: dict[str, Any]) -> pb.AgeGenderResponse:
+    return pb.AgeGenderResponse(
+        status=result["status"],
+        redis_key=key,
+        runtime=result["runtime"],
+        error=result.get("error", ""),
+        faces=[
+            pb.FaceAgeGender(
+                box=box(f["box"]),
+                age=f["age"],
+                age_confidence=f["age_confidence"],
+                gender=f["gender"],
+                gender_confidence=f["gender_confidence"],
+            )
+            for f in result["faces"]
+        ],
+    )
+
+
+def storage_response(key: str, storage: dict[str, Any]) -> pb.StorageResponse:
+    return pb.StorageResponse(
+        status=storage["status"],
+        redis_key=key,
+        runtime=storage["runtime"],
+        error=storage.get("error", ""),
+        json_path=storage.get("json_path", ""),
+        image_path=storage.get("image_path", ""),
+    )
+
+
+def face(data: dict[str, Any]) -> pb.Face:
+    message = pb.Face(box=box(data["box"]), landmarks=points(data["landmarks"]), found_by=data["found_by"])
+    if data["gender"] is not None:
+        message.age = data["age"]
+        message.age_confidence = data["age_confidence"]
+        message.gender = data["gender"]
+        message.gender_confidence = data["gender_confidence"]
+    return message
+
+
+def combined_response(outcome: dict[str, Any], runtime: float) -> pb.CombinedResponse:
+    """``outcome`` is what the storage task returns: ``{"document", "storage"}``."""
+    document, storage = outcome["document"], outcome["storage"]
+    key = document["redis_key"]
+    ok = document["status"] == "Success" and storage["status"] == "Success"
+    return pb.CombinedResponse(
+        status="Success" if ok else "Failure",
+        redis_key=key,
+        landmark_response=landmark_response(key, document["stages"]["landmark"]),
+        age_gender_response=age_gender_response(key, document["stages"]["agegender"]),
+        storage_response=storage_response(key, storage),
+        faces=[face(f) for f in document["faces"]],
+        runtime=runtime,
+    )

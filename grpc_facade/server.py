@@ -1,0 +1,87 @@
+"""The gRPC server: ``python -m grpc_facade.server`` (configured by environment variables)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from grpc_facade import logs
+from grpc_facade.health import PipelineHealth
+from grpc_facade.pipeline import Pipeline
+from grpc_facade.servicers import (
+    AgeGenderEstimationServicer,
+    DataStorageServicer,
+    FaceLandmarkDetectionServicer,
+    ImageInputServicer,
+)
+from proto import image_processing_pb2 as pb
+from proto import image_processing_pb2_grpc as pb_grpc
+from tasks import settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [service.full_name for service in pb.DESCRIPTOR.services_by_name.values()]
+
+
+def build_server(config: settings.Settings) -> tuple[grpc.Server, PipelineHealth, int]:
+    """A started-ready server with all services, health and reflection; returns the bound port."""
+    pipeline = Pipeline(config)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="rpc"),
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+        ],
+    )
+    pb_grpc.add_ImageInputServicer_to_server(ImageInputServicer(pipeline), server)
+    pb_grpc.add_FaceLandmarkDetectionServicer_to_server(FaceLandmarkDetectionServicer(pipeline), server)
+    pb_grpc.add_AgeGenderEstimationServicer_to_server(AgeGenderEstimationServicer(pipeline), server)
+    pb_grpc.add_DataStorageServicer_to_server(DataStorageServicer(pipeline), server)
+    pipeline_health = PipelineHealth(pipeline.store, SERVICE_NAMES)
+    health_pb2_grpc.add_HealthServicer_to_server(pipeline_health.servicer, server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {config.grpc_host}:{config.grpc_port}")
+    return server, pipeline_health, port
+
+
+def serve(config: settings.Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 10 s)."""
+    server, pipeline_health, port = build_server(config)
+    server.start()
+    pipeline_health.start()
+    log.info("Image Input Service running on %s:%d...", config.grpc_host, port)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+    log.info("Image Input Service stopping")
+    pipeline_health.stop()
+    server.stop(grace=10).wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m grpc_facade.server",
+        description="Serve ImageInput, FaceLandmarkDetection, AgeGenderEstimation and DataStorage "
+        "over gRPC, with health and reflection. Configured by environment variables "
+        "(GRPC_HOST, GRPC_PORT, REDIS_URL, REQUEST_TIMEOUT, ...; see README).",
+    )
+    parser.parse_args(argv)
+    logs.setup()
+    serve(settings.load())
+
+
+if __name__ == "__main__":
+    main()

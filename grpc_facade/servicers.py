@@ -1,0 +1,109 @@
+"""The four gRPC services: each method maps its request to ``Pipeline`` and back.
+
+Errors map to status codes in one place, ``_status_on_error``:
+bad image -> INVALID_ARGUMENT, Redis or broker down -> UNAVAILABLE,
+deadline passed -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+
+import celery.exceptions
+import grpc
+import kombu.exceptions
+import redis
+
+from grpc_facade import messages
+from grpc_facade.pipeline import Pipeline
+from proto import image_processing_pb2 as pb
+from proto import image_processing_pb2_grpc as pb_grpc
+from tasks.imaging import ImageError
+
+log = logging.getLogger(__name__)
+
+_NO_DEADLINE = 10**6  # grpc reports a huge remaining time when the client set none
+
+
+@contextlib.contextmanager
+def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]:
+    try:
+        yield
+    except ImageError as error:
+        log.warning("%s rejected: %s", what, error)
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+    except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as error:
+        log.error("%s: Redis unavailable: %s", what, error)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable: {error}")
+    except celery.exceptions.TimeoutError:
+        log.error("%s: no result before the deadline", what)
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the workers did not answer before the deadline")
+    except Exception as error:
+        log.exception("%s failed", what)
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+
+
+def _timeout(context: grpc.ServicerContext, default: float) -> float:
+    """Seconds to wait for the workers: the client's deadline if it set one, else the default."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE:
+        return default
+    return max(0.05, remaining - 0.05)
+
+
+class ImageInputServicer(pb_grpc.ImageInputServicer):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def ProcessImage(self, request: pb.ImageRequest, context: grpc.ServicerContext) -> pb.CombinedResponse:
+        started = time.perf_counter()
+        with _status_on_error(context, "ProcessImage"):
+            outcome = self.pipeline.process(request.image_data, _timeout(context, self.pipeline.config.request_timeout))
+            response = messages.combined_response(outcome, time.perf_counter() - started)
+            tag = response.redis_key[:12]
+            log.info("Face Landmark Detection responded: %s [%s]", response.landmark_response.status, tag)
+            log.info("Age Gender Estimation responded: %s [%s]", response.age_gender_response.status, tag)
+            log.info("Data Storage responded: %s [%s]", response.storage_response.status, tag)
+            return response
+
+
+class FaceLandmarkDetectionServicer(pb_grpc.FaceLandmarkDetectionServicer):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def DetectLandmarks(self, request: pb.LandmarkRequest, context: grpc.ServicerContext) -> pb.LandmarkResponse:
+        with _status_on_error(context, "DetectLandmarks"):
+            key, result = self.pipeline.run_stage(
+                "landmark", request.image_data, _timeout(context, self.pipeline.config.request_timeout)
+            )
+            log.info("Face Landmark Detection responded: %s [%s]", result["status"], key[:12])
+            return messages.landmark_response(key, result)
+
+
+class AgeGenderEstimationServicer(pb_grpc.AgeGenderEstimationServicer):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def EstimateAgeGender(self, request: pb.AgeGenderRequest, context: grpc.ServicerContext) -> pb.AgeGenderResponse:
+        with _status_on_error(context, "EstimateAgeGender"):
+            key, result = self.pipeline.run_stage(
+                "agegender", request.image_data, _timeout(context, self.pipeline.config.request_timeout)
+            )
+            log.info("Age Gender Estimation responded: %s [%s]", result["status"], key[:12])
+            return messages.age_gender_response(key, result)
+
+
+class DataStorageServicer(pb_grpc.DataStorageServicer):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def StoreData(self, request: pb.StorageRequest, context: grpc.ServicerContext) -> pb.StorageResponse:
+        with _status_on_error(context, "StoreData"):
+            key, outcome = self.pipeline.store_only(
+                request.image_data, _timeout(context, self.pipeline.config.request_timeout)
+            )
+            log.info("Data Storage responded: %s [%s]", outcome["storage"]["status"], key[:12])
+            return messages.storage_response(key, outcome["storage"])

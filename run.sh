@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Face-attribute aggregation service: one entry point for users, tests and CI.
+#
+#   ./run.sh            install, start the stack, process images/ into output/, serve until Ctrl-C
+#   ./run.sh serve      install, start the stack and serve until Ctrl-C (no batch)
+#   ./run.sh test [...] install, then run the test suite (extra arguments go to pytest)
+#   ./run.sh setup      install only: virtual environment, requirements, gRPC stubs
+#   ./run.sh --help     this text
+#
+# Configuration is by environment variables (REDIS_URL, GRPC_PORT, FLOWER_PORT, OUTPUT_DIR,
+# IMAGES_DIR, ...); see README.md.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${VENV:-.venv}"
+PY="$VENV/bin/python"
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "run.sh: Python 3.11 or newer is required" >&2; return 1
+}
+
+setup() {
+  if [ ! -x "$PY" ]; then
+    echo "run.sh: creating the virtual environment in $VENV" >&2
+    "$(find_python)" -m venv "$VENV"
+  fi
+  # Install when requirements.txt changed since the last successful install.
+  local stamp="$VENV/.requirements.sha256" want
+  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "run.sh: installing requirements.txt" >&2
+    "$PY" -m pip install --disable-pip-version-check -q --upgrade pip
+    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt
+    echo "$want" > "$stamp"
+  fi
+  # The gRPC stubs are generated, never edited or committed.
+  "$PY" -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. proto/image_processing.proto
+}
+
+command="${1:-batch}"
+[ $# -gt 0 ] && shift
+case "$command" in
+  batch) setup; exec "$PY" -m grpc_facade.stack batch "$@" ;;
+  serve) setup; exec "$PY" -m grpc_facade.stack serve "$@" ;;
+  test)  setup; exec "$PY" -m pytest "$@" ;;
+  setup) setup ;;
+  -h|--help|help) usage ;;
+  *) echo "run.sh: unknown command '$command'" >&2; usage >&2; exit 2 ;;
+esac

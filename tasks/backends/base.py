@@ -1,0 +1,85 @@
+"""What every model backend produces and the two roles a backend can play.
+
+A backend is a small class per model, in the spirit of insightface's ``model_zoo``:
+construct it with the model file, call ``prepare()`` once per worker process (load the
+session and warm it up), then call its one inference method per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from tasks.imaging import RGBImage
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in pixel coordinates of the upright image, with the detector's score."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
+
+    def iou(self, other: Box) -> float:
+        """Intersection over union of two boxes (0 when they do not overlap)."""
+        width = min(self.x2, other.x2) - max(self.x1, other.x1)
+        height = min(self.y2, other.y2) - max(self.y1, other.y1)
+        if width <= 0 or height <= 0:
+            return 0.0
+        inter = width * height
+        return inter / (self.area + other.area - inter)
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face from a detector: its box and its landmark points, in the scheme's order."""
+
+    box: Box
+    points: tuple[Point, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": asdict(self.box), "points": [list(p) for p in self.points]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectedFace:
+        return cls(Box(**data["box"]), tuple((float(x), float(y)) for x, y in data["points"]))
+
+
+@dataclass(frozen=True)
+class AgeGender:
+    """Age (years) and gender ("Male"/"Female") of one face, each with a 0..1 confidence."""
+
+    age: float
+    age_confidence: float
+    gender: str
+    gender_confidence: float
+
+
+class FaceDetector(Protocol):
+    """Finds faces and their landmark points."""
+
+    name: str
+    point_scheme: str
+
+    def prepare(self) -> None: ...
+
+    def detect(self, image: RGBImage) -> list[DetectedFace]: ...
+
+
+class AgeGenderEstimator(Protocol):
+    """Estimates age and gender of faces already found by a detector."""
+
+    name: str
+
+    def prepare(self) -> None: ...
+
+    def estimate(self, image: RGBImage, faces: list[DetectedFace]) -> list[AgeGender]: ...

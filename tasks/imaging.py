@@ -1,0 +1,74 @@
+"""Checking and decoding image bytes: the one place that turns client bytes into pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+RGBImage = NDArray[np.uint8]  # shape (height, width, 3), RGB order
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ImageError(ValueError):
+    """The bytes are not an image this service can process; the message says why."""
+
+
+def image_key(data: bytes) -> str:
+    """The Redis key and output file stem of an image: the SHA-256 hex of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_image(data: bytes, max_pixels: int) -> RGBImage:
+    """Decode image bytes into an upright RGB array.
+
+    EXIF orientation is applied, so boxes refer to the image as a person sees it. The
+    first frame of an animation is used. Raises :class:`ImageError` for empty,
+    unreadable, truncated or oversized input (more than ``max_pixels`` pixels, checked
+    from the header before any pixel is decoded).
+    """
+    if not data:
+        raise ImageError("image_data is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise ImageError(f"image has no pixels ({width}x{height})")
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image is {width}x{height} = {width * height} pixels, "
+                    f"more than the limit of {max_pixels} (MAX_IMAGE_PIXELS)"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = image.convert("RGB")
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("image_data is not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"image is too large to decode safely: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"image_data could not be decoded (truncated or corrupt): {error}") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def encode_jpeg(image: RGBImage, quality: int = 95) -> bytes:
+    """Encode an RGB array as JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def as_jpeg(data: bytes, max_pixels: int) -> bytes:
+    """The bytes to store as ``<key>.jpg``: JPEG input unchanged, anything else re-encoded."""
+    if data.startswith(JPEG_MAGIC):
+        return data
+    return encode_jpeg(decode_image(data, max_pixels))

@@ -1,0 +1,37 @@
+"""Writing output files so that a reader never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, rename it over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def output_paths(output_dir: Path, key: str) -> tuple[Path, Path]:
+    """``(json_path, image_path)`` of an image; names come only from its hash."""
+    return output_dir / f"{key}.json", output_dir / f"{key}.jpg"
+
+
+def write_outputs(output_dir: Path, key: str, document: dict[str, Any], jpeg: bytes) -> None:
+    """Write the image, then the JSON: once the JSON exists, both files are complete."""
+    json_path, image_path = output_paths(output_dir, key)
+    atomic_write(image_path, jpeg)
+    atomic_write(json_path, json.dumps(document, indent=2).encode())

@@ -1,0 +1,85 @@
+"""Configuration read from environment variables, with defaults for a single machine.
+
+Every process of the stack (facade, workers, launcher) reads the same variables, so a
+worker on another machine only needs the same ``REDIS_URL`` to join. The README's
+configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _env_path(name: str, default: Path) -> Path:
+    raw = os.environ.get(name, "").strip()
+    return Path(raw).expanduser().resolve() if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the configuration; build one with :func:`load`."""
+
+    redis_url: str
+    output_dir: Path
+    images_dir: Path
+    grpc_host: str
+    grpc_port: int
+    grpc_workers: int
+    flower_port: int
+    image_ttl: int
+    result_ttl: int
+    request_timeout: float
+    visibility_timeout: int
+    worker_concurrency: int
+    max_message_bytes: int
+    max_image_pixels: int
+    ort_threads: int
+    detect_max_side: int
+    detect_threshold: float
+
+
+def load() -> Settings:
+    """Read the environment now (tests and the launcher change it between calls)."""
+    return Settings(
+        redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://localhost:6379/0",
+        output_dir=_env_path("OUTPUT_DIR", PROJECT_ROOT / "output"),
+        images_dir=_env_path("IMAGES_DIR", PROJECT_ROOT / "images"),
+        grpc_host=os.environ.get("GRPC_HOST", "").strip() or "[::]",
+        grpc_port=_env_int("GRPC_PORT", 50051),
+        grpc_workers=_env_int("GRPC_WORKERS", 16),
+        flower_port=_env_int("FLOWER_PORT", 5555),
+        image_ttl=_env_int("IMAGE_TTL", 3600),
+        result_ttl=_env_int("RESULT_TTL", 86400),
+        request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
+        visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 300),
+        worker_concurrency=_env_int("WORKER_CONCURRENCY", 1),
+        max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
+        max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
+        ort_threads=_env_int("ORT_THREADS", 1),
+        detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
+        detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
+    )

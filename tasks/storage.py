@@ -1,0 +1,59 @@
+"""Celery task of the ``storage`` queue: the chord callback that writes ``output/``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tasks import app, settings
+from tasks.imaging import as_jpeg
+from tasks.merge import build_document
+from tasks.output import output_paths, write_outputs
+from tasks.stages import FAILURE, SUCCESS
+from tasks.store import ImageStore
+from tasks.worker_io import RETRYABLE, image_store
+
+log = logging.getLogger(__name__)
+
+
+def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> dict[str, Any]:
+    """Merge the stage results stored for ``key`` and write ``<key>.json`` and ``<key>.jpg``.
+
+    Returns ``{"document": ..., "storage": {status, error, runtime, json_path, image_path}}``.
+    A storage failure (image expired, folder not writable) is reported, not raised: the
+    image stays in Redis until it expires, so the request can be retried.
+    """
+    started = time.perf_counter()
+    json_path, image_path = output_paths(config.output_dir, key)
+    document = build_document(
+        key,
+        str(image_path),
+        images.get_stage_result(key, "landmark"),
+        images.get_stage_result(key, "agegender"),
+    )
+    status, error = SUCCESS, ""
+    try:
+        jpeg = as_jpeg(images.get_image(key), config.max_image_pixels)
+        write_outputs(config.output_dir, key, document, jpeg)
+    except RETRYABLE:
+        raise
+    except Exception as exc:
+        log.exception("[%s] storage failed", key[:12])
+        status, error = FAILURE, f"{type(exc).__name__}: {exc}"
+    storage = {
+        "status": status,
+        "error": error,
+        "runtime": time.perf_counter() - started,
+        "json_path": str(json_path) if status == SUCCESS else "",
+        "image_path": str(image_path) if status == SUCCESS else "",
+    }
+    log.info("[%s] storage: %s, Runtime: %.3f", key[:12], status, storage["runtime"])
+    return {"document": document, "storage": storage}
+
+
+@app.task(name="tasks.storage.store_results", autoretry_for=RETRYABLE, retry_backoff=1, max_retries=5)
+def store_results(stage_summaries: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """Chord callback: ``stage_summaries`` are the stages' return values (unused: the
+    full results are read from Redis under their documented keys)."""
+    return store_outputs(key, image_store(), settings.load())

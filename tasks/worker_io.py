@@ -1,0 +1,53 @@
+"""What every task of a worker process shares: its Redis store and how it runs a stage."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import redis
+
+from tasks import settings, stages, store
+from tasks.imaging import ImageError, RGBImage, decode_image
+
+log = logging.getLogger(__name__)
+
+# Errors worth retrying: Redis unreachable for a moment. Everything else is final.
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+@cache
+def image_store() -> store.ImageStore:
+    config = settings.load()
+    return store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
+
+
+def load_image(key: str) -> RGBImage:
+    """Fetch the image bytes from Redis (once) and decode them (once)."""
+    return decode_image(image_store().get_image(key), settings.load().max_image_pixels)
+
+
+def run_stage(key: str, stage: str, work: Callable[[RGBImage], dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage on the image stored under ``key`` and store its result in Redis.
+
+    A failure of the image or the model becomes a ``Failure`` result (so the chord
+    still completes and the response says which stage failed); Redis errors propagate
+    so that Celery retries the task. Returns a small summary for the chord callback.
+    """
+    try:
+        result = work(load_image(key))
+    except RETRYABLE:
+        raise
+    except (store.ImageMissing, ImageError) as error:
+        result = stages.failed(str(error))
+    except Exception as error:  # a model failure must not leave the chord without a result
+        log.exception("%s stage failed for %s", stage, key)
+        result = stages.failed(f"{type(error).__name__}: {error}")
+    image_store().put_stage_result(key, stage, result)
+    log.info(
+        "[%s] %s: %s, faces: %d, Runtime: %.3f",
+        key[:12], stage, result["status"], len(result["faces"]), result["runtime"],
+    )
+    return {"stage": stage, "status": result["status"], "runtime": result["runtime"], "error": result["error"]}

@@ -1,0 +1,33 @@
+"""Load each worker process's models at start, chosen by the queues it consumes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.signals import celeryd_init, worker_process_init
+
+from tasks.models import MODELS_BY_QUEUE
+
+log = logging.getLogger(__name__)
+
+_queues: list[str] = []
+
+
+@celeryd_init.connect
+def _remember_queues(options: dict[str, Any] | None = None, **_: Any) -> None:
+    """Runs in the main worker process, before the pool forks its children."""
+    raw = (options or {}).get("queues") or []
+    _queues[:] = raw.split(",") if isinstance(raw, str) else list(raw)
+
+
+@worker_process_init.connect
+def _load_models(**_: Any) -> None:
+    """Runs in each pool process: build and warm up the models its queues need."""
+    loaders = {loader for queue in _queues for loader in MODELS_BY_QUEUE.get(queue, ())}
+    started = time.perf_counter()
+    for loader in loaders:
+        loader()
+    if loaders:
+        log.info("models for %s ready in %.2fs", ",".join(_queues), time.perf_counter() - started)

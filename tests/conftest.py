@@ -1,0 +1,113 @@
+"""Shared fixtures: real images, and one real stack (Redis, Celery workers, gRPC facade).
+
+The stack is started exactly as users start it (``python -m grpc_facade.stack serve``),
+on free ports, with a private Redis and output folder, once per test session.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import insightface
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from grpc_facade.stack import health_serving
+from proto import image_processing_pb2_grpc as pb_grpc
+from tasks.settings import PROJECT_ROOT
+
+T1_JPG = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+ASTRONAUT_JPG = PROJECT_ROOT / "images" / "astronaut.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def t1_bytes() -> bytes:
+    """insightface's group photo: 6 faces (3 women, 3 men), 1280x886."""
+    return T1_JPG.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def astronaut_bytes() -> bytes:
+    """scikit-image's public-domain astronaut portrait: one woman."""
+    return ASTRONAUT_JPG.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def no_face_bytes() -> bytes:
+    """A smooth colour gradient: an image with no face in it."""
+    y, x = np.mgrid[0:240, 0:320]
+    pixels = np.stack([x * 255 // 320, y * 255 // 240, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class RunningStack:
+    target: str
+    redis_url: str
+    output_dir: Path
+    log_dir: Path
+    channel: grpc.Channel
+
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    base = tmp_path_factory.mktemp("stack")
+    grpc_port = free_port()
+    env = dict(
+        os.environ,
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        GRPC_PORT=str(grpc_port),
+        OUTPUT_DIR=str(base / "output"),
+        REQUEST_TIMEOUT="60",
+        PYTHONPATH=str(PROJECT_ROOT),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(base / "logs")],
+        env=env, cwd=PROJECT_ROOT, stdout=open(base / "stack.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    target = f"localhost:{grpc_port}"
+    deadline = time.monotonic() + 240
+    while not health_serving(target):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the stack did not start:\n" + (base / "stack.log").read_text()[-5000:])
+        time.sleep(0.5)
+    channel = grpc.insecure_channel(target)
+    try:
+        yield RunningStack(target, env["REDIS_URL"], base / "output", base / "logs", channel)
+    finally:
+        channel.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def image_input(stack: RunningStack) -> pb_grpc.ImageInputStub:
+    return pb_grpc.ImageInputStub(stack.channel)

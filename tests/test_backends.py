@@ -1,0 +1,82 @@
+"""The model backends on real weights and real photos (no broker)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.backends.centerface import CenterFace
+from tasks.backends.cydral import CydralAgeGender
+from tasks.imaging import decode_image
+
+
+@pytest.fixture(scope="module")
+def detector() -> CenterFace:
+    model = CenterFace(max_side=640)
+    model.prepare()
+    return model
+
+
+@pytest.fixture(scope="module")
+def estimator() -> CydralAgeGender:
+    model = CydralAgeGender()
+    model.prepare()
+    return model
+
+
+def test_centerface_finds_all_six_faces_of_t1(detector: CenterFace, t1_bytes: bytes) -> None:
+    image = decode_image(t1_bytes, 10**8)
+    faces = detector.detect(image)
+    assert len(faces) == 6
+    height, width = image.shape[:2]
+    for face in faces:
+        box = face.box
+        assert 0 <= box.x1 < box.x2 <= width and 0 <= box.y1 < box.y2 <= height
+        assert 0.5 <= box.score <= 1.0
+        assert len(face.points) == 5
+        # Eyes, nose and mouth lie inside (or at the edge of) the face box.
+        for x, y in face.points:
+            assert box.x1 - 5 <= x <= box.x2 + 5 and box.y1 - 5 <= y <= box.y2 + 5
+        left_eye, right_eye, nose, left_mouth, right_mouth = face.points
+        assert left_eye[0] < right_eye[0] and left_mouth[0] < right_mouth[0]
+        assert max(left_eye[1], right_eye[1]) < min(left_mouth[1], right_mouth[1])
+    # The faces do not overlap each other (non-maximum suppression worked).
+    assert all(a.box.iou(b.box) < 0.1 for i, a in enumerate(faces) for b in faces[i + 1 :])
+
+
+def test_centerface_finds_nothing_in_a_gradient(detector: CenterFace, no_face_bytes: bytes) -> None:
+    assert detector.detect(decode_image(no_face_bytes, 10**8)) == []
+
+
+def test_centerface_handles_tiny_and_extreme_aspect_images(detector: CenterFace) -> None:
+    for shape in [(1, 1, 3), (7, 500, 3), (900, 3, 3)]:
+        assert detector.detect(np.zeros(shape, dtype=np.uint8)) == []
+
+
+def test_network_size_is_bounded_and_a_multiple_of_32(detector: CenterFace) -> None:
+    assert detector.network_size(886, 1280) == (448, 640)
+    assert detector.network_size(100, 50) == (128, 64)
+
+
+def test_cydral_estimates_each_face(detector: CenterFace, estimator: CydralAgeGender, t1_bytes: bytes) -> None:
+    image = decode_image(t1_bytes, 10**8)
+    faces = detector.detect(image)
+    estimates = estimator.estimate(image, faces)
+    assert len(estimates) == len(faces) == 6
+    for estimate in estimates:
+        assert 1 <= estimate.age <= 100
+        assert estimate.gender in {"Male", "Female"}
+        assert 0 <= estimate.age_confidence <= 1 and 0.5 <= estimate.gender_confidence <= 1
+    genders = [e.gender for e in estimates]
+    assert genders.count("Male") >= 2 and genders.count("Female") >= 3
+
+
+def test_cydral_astronaut_is_a_woman(detector: CenterFace, estimator: CydralAgeGender, astronaut_bytes: bytes) -> None:
+    image = decode_image(astronaut_bytes, 10**8)
+    faces = detector.detect(image)
+    assert len(faces) == 1
+    assert estimator.estimate(image, faces)[0].gender == "Female"
+
+
+def test_cydral_with_no_faces_returns_nothing(estimator: CydralAgeGender, no_face_bytes: bytes) -> None:
+    assert estimator.estimate(decode_image(no_face_bytes, 10**8), []) == []

@@ -1,0 +1,171 @@
+"""End to end through the real stack: gRPC facade -> Celery chord -> Redis -> output files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from PIL import Image
+
+from proto import image_processing_pb2 as pb
+from proto import image_processing_pb2_grpc as pb_grpc
+from tests.conftest import RunningStack
+
+QUEUES = ("landmark", "agegender", "storage")
+
+
+def process(stub: pb_grpc.ImageInputStub, data: bytes) -> pb.CombinedResponse:
+    return stub.ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+
+
+def assert_queues_empty(stack: RunningStack) -> None:
+    assert {q: stack.redis.llen(q) for q in QUEUES} == {q: 0 for q in QUEUES}
+
+
+def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
+    response = process(image_input, t1_bytes)
+    key = hashlib.sha256(t1_bytes).hexdigest()
+
+    assert response.status == "Success"
+    assert response.redis_key == key
+    assert response.landmark_response.status == "Success"
+    assert response.age_gender_response.status == "Success"
+    assert response.storage_response.status == "Success"
+    assert response.landmark_response.runtime > 0 and response.age_gender_response.runtime > 0
+    assert len(response.faces) == len(response.landmark_response.faces) == 6
+    assert len(response.age_gender_response.faces) == 6
+    for face in response.faces:
+        assert face.found_by == "both"
+        assert 0 <= face.box.x1 < face.box.x2 <= 1280 and 0 <= face.box.y1 < face.box.y2 <= 886
+        assert len(face.landmarks) == 5
+        assert 1 <= face.age <= 100
+        assert face.gender in {"Male", "Female"}
+        assert 0 < face.gender_confidence <= 1 and 0 < face.age_confidence <= 1
+
+    # The JSON in output/ keeps the original shape and adds the matched faces.
+    json_path = stack.output_dir / f"{key}.json"
+    image_path = stack.output_dir / f"{key}.jpg"
+    assert response.storage_response.json_path == str(json_path)
+    assert response.storage_response.image_path == str(image_path)
+    document = json.loads(json_path.read_text())
+    assert document["redis_key"] == key
+    assert document["image_path"] == str(image_path)
+    assert len(document["results"]["landmark_service"]["landmarks"]) == 6
+    assert all(len(box) == 4 for box in document["results"]["landmark_service"]["landmarks"])
+    assert len(document["results"]["agegender_service"]["age"]) == 6
+    assert set(document["results"]["agegender_service"]["gender"]) <= {"Male", "Female"}
+    assert len(document["faces"]) == 6
+    assert {"box", "landmarks", "age", "gender", "age_confidence", "gender_confidence"} <= set(document["faces"][0])
+    assert document["stages"]["landmark"]["status"] == "Success"
+    assert document["stages"]["agegender"]["runtime"] > 0
+    with Image.open(image_path) as saved:
+        saved.load()
+        assert saved.size == (1280, 886)
+    assert not list(stack.output_dir.glob(".*.tmp"))
+
+    # Both stage results and the image are in Redis under the documented keys.
+    assert stack.redis.get(key) == t1_bytes
+    assert len(json.loads(stack.redis.get(f"{key}:landmark"))["faces"]) == 6
+    assert len(json.loads(stack.redis.get(f"{key}:agegender"))["faces"]) == 6
+    assert stack.redis.ttl(key) > 0
+    assert_queues_empty(stack)
+
+
+def test_image_without_faces_is_a_success_with_empty_lists(stack: RunningStack, image_input, no_face_bytes: bytes) -> None:
+    response = process(image_input, no_face_bytes)
+    assert response.status == "Success"
+    assert len(response.faces) == 0
+    assert len(response.landmark_response.faces) == 0 and len(response.age_gender_response.faces) == 0
+    document = json.loads((stack.output_dir / f"{response.redis_key}.json").read_text())
+    assert document["results"]["landmark_service"]["landmarks"] == []
+    assert document["faces"] == []
+    # A PNG input is stored as a JPEG.
+    with Image.open(stack.output_dir / f"{response.redis_key}.jpg") as saved:
+        assert saved.format == "JPEG" and saved.size == (320, 240)
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 3]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda t1: b"", "empty"),
+        (lambda t1: b"this is not an image at all" * 50, "not a recognised image"),
+        (truncated, "truncated or corrupt"),
+    ],
+    ids=["empty", "not-an-image", "truncated-jpeg"],
+)
+@pytest.mark.parametrize("service", ["ProcessImage", "DetectLandmarks", "EstimateAgeGender", "StoreData"])
+def test_bad_input_is_invalid_argument_and_leaves_nothing(
+    stack: RunningStack, t1_bytes: bytes, make, message: str, service: str
+) -> None:
+    data = make(t1_bytes)
+    call = {
+        "ProcessImage": lambda: pb_grpc.ImageInputStub(stack.channel).ProcessImage(pb.ImageRequest(image_data=data), timeout=30),
+        "DetectLandmarks": lambda: pb_grpc.FaceLandmarkDetectionStub(stack.channel).DetectLandmarks(pb.LandmarkRequest(image_data=data), timeout=30),
+        "EstimateAgeGender": lambda: pb_grpc.AgeGenderEstimationStub(stack.channel).EstimateAgeGender(pb.AgeGenderRequest(image_data=data), timeout=30),
+        "StoreData": lambda: pb_grpc.DataStorageStub(stack.channel).StoreData(pb.StorageRequest(image_data=data), timeout=30),
+    }[service]
+    before = set(stack.output_dir.glob("*")) if stack.output_dir.exists() else set()
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in raised.value.details()
+    key = hashlib.sha256(data).hexdigest()
+    assert not stack.redis.exists(key, f"{key}:landmark", f"{key}:agegender")
+    assert (set(stack.output_dir.glob("*")) if stack.output_dir.exists() else set()) == before
+    assert_queues_empty(stack)
+
+
+def test_landmark_service_alone(stack: RunningStack, astronaut_bytes: bytes) -> None:
+    stub = pb_grpc.FaceLandmarkDetectionStub(stack.channel)
+    response = stub.DetectLandmarks(pb.LandmarkRequest(image_data=astronaut_bytes), timeout=60)
+    assert response.status == "Success"
+    assert response.redis_key == hashlib.sha256(astronaut_bytes).hexdigest()
+    assert response.point_scheme.startswith("5-point")
+    (face,) = response.faces
+    assert len(face.points) == 5 and 0 <= face.box.x1 < face.box.x2 <= 512
+    assert json.loads(stack.redis.get(f"{response.redis_key}:landmark"))["status"] == "Success"
+
+
+def test_age_gender_service_alone(stack: RunningStack, astronaut_bytes: bytes) -> None:
+    stub = pb_grpc.AgeGenderEstimationStub(stack.channel)
+    response = stub.EstimateAgeGender(pb.AgeGenderRequest(image_data=astronaut_bytes), timeout=60)
+    assert response.status == "Success"
+    (face,) = response.faces
+    assert face.gender == "Female" and 1 <= face.age <= 100
+    assert json.loads(stack.redis.get(f"{response.redis_key}:agegender"))["faces"][0]["gender"] == "Female"
+
+
+def test_storage_service_alone_writes_what_redis_holds(stack: RunningStack) -> None:
+    # An image no stage has seen: storage writes it with both stages recorded as missing.
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buffer, format="JPEG")
+    data = buffer.getvalue()
+    response = pb_grpc.DataStorageStub(stack.channel).StoreData(pb.StorageRequest(image_data=data), timeout=60)
+    assert response.status == "Success"
+    document = json.loads((stack.output_dir / f"{response.redis_key}.json").read_text())
+    assert document["status"] == "Failure"
+    assert document["stages"]["landmark"]["status"] == "Missing"
+    assert (stack.output_dir / f"{response.redis_key}.jpg").read_bytes() == data
+
+
+def test_concurrent_requests_all_complete(stack: RunningStack, image_input, t1_bytes: bytes, astronaut_bytes: bytes) -> None:
+    images = [t1_bytes, astronaut_bytes] * 4
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda data: process(image_input, data), images))
+    assert [r.status for r in responses] == ["Success"] * 8
+    assert [len(r.faces) for r in responses] == [6, 1] * 4
+    assert_queues_empty(stack)
+
+
+def test_too_large_message_is_resource_exhausted(stack: RunningStack, image_input) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        image_input.ProcessImage(pb.ImageRequest(image_data=b"\0" * (33 * 1024 * 1024)), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

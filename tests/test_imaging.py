@@ -1,0 +1,77 @@
+"""Decoding and checking image bytes (no broker)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.imaging import ImageError, as_jpeg, decode_image, image_key
+
+LIMIT = 50_000_000
+
+
+def encode(pixels: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_key_is_sha256_of_the_bytes(t1_bytes: bytes) -> None:
+    assert image_key(t1_bytes) == hashlib.sha256(t1_bytes).hexdigest()
+    assert len(image_key(b"x")) == 64
+
+
+def test_decodes_jpeg_to_rgb(t1_bytes: bytes) -> None:
+    image = decode_image(t1_bytes, LIMIT)
+    assert image.shape == (886, 1280, 3)
+    assert image.dtype == np.uint8
+
+
+def test_decodes_png_with_alpha_and_grayscale() -> None:
+    rgba = np.zeros((20, 30, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    assert decode_image(encode(rgba, "PNG"), LIMIT)[0, 0].tolist() == [200, 0, 0]
+    gray = np.full((20, 30), 77, dtype=np.uint8)
+    assert decode_image(encode(gray, "PNG"), LIMIT)[0, 0].tolist() == [77, 77, 77]
+
+
+def test_applies_exif_rotation() -> None:
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)  # landscape as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    data = encode(pixels, "JPEG", exif=exif.tobytes())
+    assert decode_image(data, LIMIT).shape == (40, 20, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"\x00\x01definitely not an image" * 10, "not a recognised image"),
+    ],
+)
+def test_rejects_non_images(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        decode_image(data, LIMIT)
+
+
+def test_rejects_truncated_jpeg(t1_bytes: bytes) -> None:
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        decode_image(t1_bytes[: len(t1_bytes) // 2], LIMIT)
+
+
+def test_rejects_images_over_the_pixel_limit_before_decoding(t1_bytes: bytes) -> None:
+    with pytest.raises(ImageError, match="MAX_IMAGE_PIXELS"):
+        decode_image(t1_bytes, 1280 * 886 - 1)
+
+
+def test_as_jpeg_keeps_jpeg_bytes_and_converts_others(t1_bytes: bytes) -> None:
+    assert as_jpeg(t1_bytes, LIMIT) is t1_bytes
+    png = encode(np.full((10, 12, 3), 90, dtype=np.uint8), "PNG")
+    converted = as_jpeg(png, LIMIT)
+    assert converted.startswith(b"\xff\xd8\xff")
+    assert Image.open(io.BytesIO(converted)).size == (12, 10)

@@ -1,0 +1,64 @@
+"""Matching faces of the two stages and building the output document (no broker)."""
+
+from __future__ import annotations
+
+from tasks.merge import build_document, match_faces
+
+
+def face(x1: float, y1: float, x2: float, y2: float, **extra) -> dict:
+    return {"box": {"x1": x1, "y1": y1, "x2": x2, "y2": y2, "score": 0.9}, **extra}
+
+
+def lm(*box: float) -> dict:
+    return face(*box, points=[[box[0] + 1, box[1] + 1]] * 5)
+
+
+def ag(*box: float, gender: str = "Female", age: float = 30) -> dict:
+    return face(*box, age=age, age_confidence=0.5, gender=gender, gender_confidence=0.9)
+
+
+def stage(faces: list[dict], **extra) -> dict:
+    return {"status": "Success", "error": "", "runtime": 0.1, "faces": faces, **extra}
+
+
+def test_matches_by_overlap_regardless_of_order() -> None:
+    landmarks = [lm(0, 0, 10, 10), lm(100, 100, 120, 120)]
+    agegender = [ag(101, 99, 121, 119), ag(1, 1, 11, 11)]
+    assert match_faces(landmarks, agegender) == [(0, 1), (1, 0)]
+
+
+def test_faces_found_by_one_stage_are_kept() -> None:
+    landmarks = [lm(0, 0, 10, 10), lm(50, 50, 60, 60)]
+    agegender = [ag(0, 0, 10, 10), ag(200, 200, 230, 230)]
+    assert match_faces(landmarks, agegender) == [(0, 0), (1, None), (None, 1)]
+
+
+def test_low_overlap_is_not_a_match() -> None:
+    assert match_faces([lm(0, 0, 10, 10)], [ag(8, 8, 18, 18)]) == [(0, None), (None, 0)]
+
+
+def test_document_keeps_the_original_shape_and_adds_faces() -> None:
+    doc = build_document(
+        "k" * 64,
+        "/out/k.jpg",
+        stage([lm(0, 0, 10, 10)], point_scheme="5-point"),
+        stage([ag(0, 0, 10, 10, gender="Male", age=41), ag(50, 50, 70, 70)]),
+    )
+    assert doc["redis_key"] == "k" * 64
+    assert doc["image_path"] == "/out/k.jpg"
+    assert doc["status"] == "Success"
+    assert doc["results"]["landmark_service"]["landmarks"] == [[0, 0, 10, 10]]
+    assert doc["results"]["agegender_service"] == {"age": [41, 30], "gender": ["Male", "Female"]}
+    assert [f["found_by"] for f in doc["faces"]] == ["both", "agegender"]
+    first = doc["faces"][0]
+    assert first["gender"] == "Male" and first["age"] == 41 and len(first["landmarks"]) == 5
+    assert doc["faces"][1]["landmarks"] == []
+
+
+def test_missing_or_failed_stage_makes_the_document_a_failure() -> None:
+    doc = build_document("k", "/k.jpg", None, stage([]))
+    assert doc["status"] == "Failure"
+    assert doc["stages"]["landmark"]["status"] == "Missing"
+    failed = build_document("k", "/k.jpg", stage([]), {"status": "Failure", "error": "boom", "runtime": 0, "faces": []})
+    assert failed["status"] == "Failure"
+    assert failed["stages"]["agegender"]["error"] == "boom"
