@@ -66,7 +66,7 @@ def face(data: dict[str, Any]) -> pb.Face:
     return message
 
 
-def combined_response(outcome: dict[str, Any], runtime: float) -> pb.CombinedResponse:
+def combined_response(outcome: dict[str, Any], runtime: float, cached: bool = False) -> pb.CombinedResponse:
     """``outcome`` is what the storage task returns: ``{"document", "storage"}``."""
     document, storage = outcome["document"], outcome["storage"]
     key = document["redis_key"]
@@ -79,4 +79,5 @@ def combined_response(outcome: dict[str, Any], runtime: float) -> pb.CombinedRes
         storage_response=storage_response(key, storage),
         faces=[face(f) for f in document["faces"]],
         runtime=runtime,
+        cached=cached,
     )

@@ -6,21 +6,29 @@ status codes; tests and the benchmark can call them directly.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
-from celery import chord, group
+from celery import chord, group, uuid
 from celery.canvas import Signature
 
-from tasks import settings, store
+from tasks import app, settings, store
 from tasks.agegender import estimate_age_gender
 from tasks.imaging import decode_image, image_key
 from tasks.landmark import detect_landmarks
+from tasks.output import output_paths
 from tasks.storage import store_results
 
 log = logging.getLogger(__name__)
 
 STAGE_TASKS: dict[str, Any] = {"landmark": detect_landmarks, "agegender": estimate_age_gender}
+KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+
+
+class InvalidKey(ValueError):
+    """Not a key this service makes (64 lowercase hex digits)."""
 
 
 class Pipeline:
@@ -30,21 +38,60 @@ class Pipeline:
         self.config = config
         self.store = store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
 
-    def accept(self, data: bytes) -> str:
-        """Check that ``data`` decodes as an image, store it under its key, return the key.
-
-        Raises :class:`tasks.imaging.ImageError` before anything is stored.
-        """
+    def check(self, data: bytes) -> str:
+        """The key of ``data`` once it decodes as an image; :class:`ImageError` otherwise."""
         decode_image(data, self.config.max_image_pixels)
-        key = image_key(data)
+        return image_key(data)
+
+    def accept(self, data: bytes) -> str:
+        """Check ``data``, then store it under its key (nothing is stored for bad input)."""
+        key = self.check(data)
         self.store.put_image(key, data)
         return key
 
-    def process(self, data: bytes, timeout: float) -> dict[str, Any]:
-        """Both stages in parallel, then storage: ``{"document": ..., "storage": ...}``."""
-        key = self.accept(data)
-        workflow = chord(group(detect_landmarks.s(key), estimate_age_gender.s(key)), store_results.s(key))
-        return self._wait(workflow, key, timeout)
+    def process(self, data: bytes, timeout: float, recompute: bool = False) -> tuple[dict[str, Any], bool]:
+        """Both stages in parallel, then storage. Returns ``(outcome, cached)``.
+
+        ``outcome`` is ``{"document": ..., "storage": ...}``. An image already processed
+        successfully is answered from its stored outcome (``cached`` is true) unless
+        ``recompute``; concurrent requests for the same image share one run.
+        """
+        key = image_key(data)
+        if not recompute:
+            stored = self.store.get_outcome(key)
+            if stored is not None:
+                log.info("[%s] answered from the stored result", key[:12])
+                return stored, True
+        self.check(data)
+        run_id = uuid()
+        running = self.store.claim_run(key, run_id, timeout + 5)
+        if running is not None:
+            log.info("[%s] joining the run already under way (%s)", key[:12], running)
+            return app.AsyncResult(running).get(timeout=timeout, interval=0.05), False
+        try:
+            self.store.put_image(key, data)
+            workflow = chord(
+                group(detect_landmarks.s(key), estimate_age_gender.s(key)),
+                store_results.s(key).set(task_id=run_id),
+            )
+            return self._wait(workflow, key, timeout), False
+        finally:
+            self.store.release_run(key, run_id)
+
+    def stored_outcome(self, key: str) -> dict[str, Any] | None:
+        """The outcome kept for ``key`` in Redis, else rebuilt from ``OUTPUT_DIR``, else None."""
+        if not KEY_PATTERN.fullmatch(key):
+            raise InvalidKey(f"redis_key must be 64 lowercase hex digits (a SHA-256), got {key[:80]!r}")
+        outcome = self.store.get_outcome(key)
+        if outcome is not None:
+            return outcome
+        json_path, image_path = output_paths(self.config.output_dir, key)
+        try:
+            document = json.loads(json_path.read_text())
+        except FileNotFoundError:
+            return None
+        storage = {"status": "Success", "error": "", "runtime": 0.0, "json_path": str(json_path), "image_path": str(image_path)}
+        return {"document": document, "storage": storage}
 
     def run_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """One stage on its own; returns the key and the stage result it stored in Redis."""

@@ -1,7 +1,7 @@
 """The four gRPC services: each method maps its request to ``Pipeline`` and back.
 
 Errors map to status codes in one place, ``_status_on_error``:
-bad image -> INVALID_ARGUMENT, Redis or broker down -> UNAVAILABLE,
+bad image or key -> INVALID_ARGUMENT, Redis or broker down -> UNAVAILABLE,
 deadline passed -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
 """
 
@@ -18,7 +18,7 @@ import kombu.exceptions
 import redis
 
 from grpc_facade import messages
-from grpc_facade.pipeline import Pipeline
+from grpc_facade.pipeline import InvalidKey, Pipeline
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.imaging import ImageError
@@ -32,7 +32,7 @@ _NO_DEADLINE = 10**6  # grpc reports a huge remaining time when the client set n
 def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]:
     try:
         yield
-    except ImageError as error:
+    except (ImageError, InvalidKey) as error:
         log.warning("%s rejected: %s", what, error)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
     except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as error:
@@ -61,13 +61,23 @@ class ImageInputServicer(pb_grpc.ImageInputServicer):
     def ProcessImage(self, request: pb.ImageRequest, context: grpc.ServicerContext) -> pb.CombinedResponse:
         started = time.perf_counter()
         with _status_on_error(context, "ProcessImage"):
-            outcome = self.pipeline.process(request.image_data, _timeout(context, self.pipeline.config.request_timeout))
-            response = messages.combined_response(outcome, time.perf_counter() - started)
+            outcome, cached = self.pipeline.process(
+                request.image_data, _timeout(context, self.pipeline.config.request_timeout), request.recompute
+            )
+            response = messages.combined_response(outcome, time.perf_counter() - started, cached)
             tag = response.redis_key[:12]
             log.info("Face Landmark Detection responded: %s [%s]", response.landmark_response.status, tag)
             log.info("Age Gender Estimation responded: %s [%s]", response.age_gender_response.status, tag)
             log.info("Data Storage responded: %s [%s]", response.storage_response.status, tag)
             return response
+
+    def GetResult(self, request: pb.ResultRequest, context: grpc.ServicerContext) -> pb.CombinedResponse:
+        started = time.perf_counter()
+        with _status_on_error(context, "GetResult"):
+            outcome = self.pipeline.stored_outcome(request.redis_key)
+        if outcome is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no stored result for {request.redis_key}")
+        return messages.combined_response(outcome, time.perf_counter() - started, cached=True)
 
 
 class FaceLandmarkDetectionServicer(pb_grpc.FaceLandmarkDetectionServicer):

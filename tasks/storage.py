@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> dict[str, Any]:
     """Merge the stage results stored for ``key`` and write ``<key>.json`` and ``<key>.jpg``.
 
-    Returns ``{"document": ..., "storage": {status, error, runtime, json_path, image_path}}``.
+    Returns ``{"document": ..., "storage": {status, error, runtime, json_path, image_path}}``
+    and, when everything succeeded, keeps that outcome in Redis under ``<key>:result``.
     A storage failure (image expired, folder not writable) is reported, not raised: the
     image stays in Redis until it expires, so the request can be retried.
     """
@@ -49,7 +50,10 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> di
         "image_path": str(image_path) if status == SUCCESS else "",
     }
     log.info("[%s] storage: %s, Runtime: %.3f", key[:12], status, storage["runtime"])
-    return {"document": document, "storage": storage}
+    outcome = {"document": document, "storage": storage}
+    if status == SUCCESS and document["status"] == SUCCESS:
+        images.put_outcome(key, outcome)  # later requests for these bytes answer from it
+    return outcome
 
 
 @app.task(name="tasks.storage.store_results", autoretry_for=RETRYABLE, retry_backoff=1, max_retries=5)

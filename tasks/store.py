@@ -5,6 +5,10 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
 - ``<key>``: the image bytes, written once by the facade, expiring after ``IMAGE_TTL``.
 - ``<key>:landmark``, ``<key>:agegender``: each stage's JSON result, expiring after
   ``RESULT_TTL``.
+- ``<key>:result``: the merged outcome of a fully successful run (what ``GetResult`` and
+  repeated requests answer from), expiring after ``RESULT_TTL``.
+- ``<key>:running``: the id of the chord now computing this image, so that concurrent
+  requests for the same image wait for one run instead of starting another.
 
 Celery's own keys (``celery-task-meta-*``, the queues) live in the same database.
 """
@@ -59,3 +63,29 @@ class ImageStore:
     def get_stage_result(self, key: str, stage: str) -> dict[str, Any] | None:
         raw = self.redis.get(stage_key(key, stage))
         return None if raw is None else json.loads(raw)
+
+    def put_outcome(self, key: str, outcome: dict[str, Any]) -> None:
+        self.put_stage_result(key, "result", outcome)
+
+    def get_outcome(self, key: str) -> dict[str, Any] | None:
+        return self.get_stage_result(key, "result")
+
+    def claim_run(self, key: str, run_id: str, ttl: float) -> str | None:
+        """Mark ``run_id`` as the run computing ``key``; returns the id of a run already
+        under way instead (and claims nothing), or ``None`` when the claim succeeded."""
+        if self.redis.set(stage_key(key, "running"), run_id, nx=True, px=max(1, int(ttl * 1000))):
+            return None
+        current = self.redis.get(stage_key(key, "running"))
+        return current.decode() if current is not None else self.claim_run(key, run_id, ttl)
+
+    def release_run(self, key: str, run_id: str) -> None:
+        """Drop the claim if it is still ``run_id``'s (a later run may hold it now)."""
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(stage_key(key, "running"))
+                if pipe.get(stage_key(key, "running")) == run_id.encode():
+                    pipe.multi()
+                    pipe.delete(stage_key(key, "running"))
+                    pipe.execute()
+            except redis.WatchError:
+                pass

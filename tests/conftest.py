@@ -22,6 +22,7 @@ import insightface
 import numpy as np
 import pytest
 import redis
+from celery import Celery
 from PIL import Image
 
 from grpc_facade.stack import health_serving
@@ -60,6 +61,14 @@ def no_face_bytes() -> bytes:
     return buffer.getvalue()
 
 
+def variant(data: bytes, n: int) -> bytes:
+    """The same picture re-encoded: different bytes (so a different key), same faces."""
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as image:
+        image.save(buffer, format="JPEG", quality=90 - n)
+    return buffer.getvalue()
+
+
 @dataclass
 class RunningStack:
     target: str
@@ -71,6 +80,13 @@ class RunningStack:
     @property
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
+
+    def tasks_run(self, task_name: str) -> int:
+        """How many times the stack's workers have run ``task_name`` since they started."""
+        inspector = Celery(broker=self.redis_url, backend=self.redis_url).control.inspect(timeout=5, limit=3)  # 3 workers: one per queue
+        stats = inspector.stats() or {}
+        assert stats, "no worker answered the stats request"
+        return sum(worker["total"].get(task_name, 0) for worker in stats.values())
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,14 @@ from PIL import Image
 
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tests.conftest import RunningStack
+from tests.conftest import RunningStack, variant
 
 QUEUES = ("landmark", "agegender", "storage")
+LANDMARK_TASK = "tasks.landmark.detect_landmarks"
 
 
-def process(stub: pb_grpc.ImageInputStub, data: bytes) -> pb.CombinedResponse:
-    return stub.ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+def process(stub: pb_grpc.ImageInputStub, data: bytes, recompute: bool = False) -> pb.CombinedResponse:
+    return stub.ProcessImage(pb.ImageRequest(image_data=data, recompute=recompute), timeout=60)
 
 
 def assert_queues_empty(stack: RunningStack) -> None:
@@ -27,8 +28,9 @@ def assert_queues_empty(stack: RunningStack) -> None:
 
 
 def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
-    response = process(image_input, t1_bytes)
+    response = process(image_input, t1_bytes, recompute=True)
     key = hashlib.sha256(t1_bytes).hexdigest()
+    assert not response.cached
 
     assert response.status == "Success"
     assert response.redis_key == key
@@ -157,12 +159,60 @@ def test_storage_service_alone_writes_what_redis_holds(stack: RunningStack) -> N
 
 
 def test_concurrent_requests_all_complete(stack: RunningStack, image_input, t1_bytes: bytes, astronaut_bytes: bytes) -> None:
-    images = [t1_bytes, astronaut_bytes] * 4
+    images = [variant(data, n) for n in range(4) for data in (t1_bytes, astronaut_bytes)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda data: process(image_input, data), images))
     assert [r.status for r in responses] == ["Success"] * 8
+    assert [r.cached for r in responses] == [False] * 8
     assert [len(r.faces) for r in responses] == [6, 1] * 4
+    assert len({r.redis_key for r in responses}) == 8
     assert_queues_empty(stack)
+
+
+def test_same_image_twice_is_answered_from_the_stored_result(stack: RunningStack, image_input, astronaut_bytes: bytes) -> None:
+    data = variant(astronaut_bytes, 10)
+    first = process(image_input, data)
+    runs = stack.tasks_run(LANDMARK_TASK)
+    second = process(image_input, data)
+    assert (first.cached, second.cached) == (False, True)
+    assert second.redis_key == first.redis_key
+    assert list(second.faces) == list(first.faces)
+    assert second.landmark_response.runtime == first.landmark_response.runtime
+    assert stack.tasks_run(LANDMARK_TASK) == runs  # the models did not run again
+    again = process(image_input, data, recompute=True)
+    assert not again.cached and again.status == "Success"
+    assert stack.tasks_run(LANDMARK_TASK) == runs + 1
+
+
+def test_concurrent_duplicates_run_once(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
+    data = variant(t1_bytes, 11)
+    runs = stack.tasks_run(LANDMARK_TASK)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda _: process(image_input, data), range(4)))
+    assert [r.status for r in responses] == ["Success"] * 4
+    assert len({r.redis_key for r in responses}) == 1
+    assert stack.tasks_run(LANDMARK_TASK) == runs + 1
+    assert not stack.redis.exists(f"{responses[0].redis_key}:running")
+
+
+def test_get_result_returns_the_stored_result(stack: RunningStack, image_input, astronaut_bytes: bytes) -> None:
+    data = variant(astronaut_bytes, 12)
+    processed = process(image_input, data)
+    fetched = image_input.GetResult(pb.ResultRequest(redis_key=processed.redis_key), timeout=10)
+    assert fetched.cached and fetched.status == "Success"
+    assert list(fetched.faces) == list(processed.faces)
+    assert fetched.storage_response.json_path == processed.storage_response.json_path
+    # Once Redis has forgotten it, the JSON in output/ still answers.
+    stack.redis.delete(f"{processed.redis_key}:result")
+    from_file = image_input.GetResult(pb.ResultRequest(redis_key=processed.redis_key), timeout=10)
+    assert list(from_file.faces) == list(processed.faces)
+
+
+@pytest.mark.parametrize(("key", "code"), [("0" * 64, grpc.StatusCode.NOT_FOUND), ("../etc/passwd", grpc.StatusCode.INVALID_ARGUMENT)])
+def test_get_result_errors(image_input, key: str, code: grpc.StatusCode) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        image_input.GetResult(pb.ResultRequest(redis_key=key), timeout=10)
+    assert raised.value.code() == code
 
 
 def test_too_large_message_is_resource_exhausted(stack: RunningStack, image_input) -> None:
