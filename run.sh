@@ -4,6 +4,7 @@
 #   ./run.sh            install, start the stack, process images/ into output/, serve until Ctrl-C
 #   ./run.sh serve      install, start the stack and serve until Ctrl-C (no batch)
 #   ./run.sh test [...] install, then run the test suite (extra arguments go to pytest)
+#   ./run.sh client ... the command-line client (python -m grpc_facade.client; --help for more)
 #   ./run.sh setup      install only: virtual environment, requirements, gRPC stubs
 #   ./run.sh --help     this text
 #
@@ -15,7 +16,7 @@ cd "$(dirname "$0")"
 VENV="${VENV:-.venv}"
 PY="$VENV/bin/python"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 
 find_python() {
   local candidate
@@ -53,6 +54,7 @@ case "$command" in
   batch) setup; exec "$PY" -m grpc_facade.stack batch "$@" ;;
   serve) setup; exec "$PY" -m grpc_facade.stack serve "$@" ;;
   test)  setup; exec "$PY" -m pytest "$@" ;;
+  client) setup; exec "$PY" -m grpc_facade.client "$@" ;;
   setup) setup ;;
   -h|--help|help) usage ;;
   *) echo "run.sh: unknown command '$command'" >&2; usage >&2; exit 2 ;;

@@ -1,6 +1,7 @@
 """Command-line client: send images to the facade and report what came back.
 
     python -m grpc_facade.client images/ photo.jpg 'more/*.png' --concurrency 4
+    python -m grpc_facade.client --get 47f682e945b659f9...   # a stored result, by key
 
 Exits 1 when any image failed (bad input, a failed stage, or no answer).
 """
@@ -22,7 +23,7 @@ from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from grpc_facade import logs
+from tasks import logs
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import settings
@@ -34,7 +35,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass
 class Outcome:
-    path: Path
+    path: Path  # the file sent, or the key asked for with --get
     response: pb.CombinedResponse | None = None
     error: str = ""
 
@@ -56,15 +57,24 @@ def expand(inputs: Iterable[str]) -> list[Path]:
     return paths
 
 
-def process_file(stub: pb_grpc.ImageInputStub, path: Path, timeout: float) -> Outcome:
+def process_file(stub: pb_grpc.ImageInputStub, path: Path, timeout: float, recompute: bool = False) -> Outcome:
     """Send one file to ``ProcessImage``; an RPC error becomes the outcome's ``error``."""
     try:
-        response = stub.ProcessImage(pb.ImageRequest(image_data=path.read_bytes()), timeout=timeout)
+        request = pb.ImageRequest(image_data=path.read_bytes(), recompute=recompute)
+        response = stub.ProcessImage(request, timeout=timeout)
     except grpc.RpcError as error:
         return Outcome(path, error=f"{error.code().name}: {error.details()}")
     except OSError as error:
         return Outcome(path, error=f"cannot read: {error}")
     return Outcome(path, response)
+
+
+def get_result(stub: pb_grpc.ImageInputStub, key: str, timeout: float) -> Outcome:
+    """Fetch a stored result with ``GetResult``; nothing is recomputed."""
+    try:
+        return Outcome(Path(key), stub.GetResult(pb.ResultRequest(redis_key=key), timeout=timeout))
+    except grpc.RpcError as error:
+        return Outcome(Path(key), error=f"{error.code().name}: {error.details()}")
 
 
 def log_outcome(outcome: Outcome) -> None:
@@ -106,13 +116,27 @@ def summary_table(outcomes: list[Outcome]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def run(paths: list[Path], target: str, concurrency: int, timeout: float, progress: bool = True) -> list[Outcome]:
-    """Process ``paths`` with ``concurrency`` requests in flight; outcomes in input order."""
+def run(
+    paths: list[Path],
+    target: str,
+    concurrency: int,
+    timeout: float,
+    progress: bool = True,
+    recompute: bool = False,
+    keys: list[str] | None = None,
+) -> list[Outcome]:
+    """Process ``paths`` (or fetch ``keys``) with ``concurrency`` requests in flight.
+
+    Outcomes come in input order.
+    """
     options = [("grpc.max_send_message_length", settings.load().max_message_bytes)]
     with grpc.insecure_channel(target, options=options) as channel:
         stub = pb_grpc.ImageInputStub(channel)
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, logging_redirect_tqdm():
-            futures = [pool.submit(process_file, stub, path, timeout) for path in paths]
+            if keys:
+                futures = [pool.submit(get_result, stub, key, timeout) for key in keys]
+            else:
+                futures = [pool.submit(process_file, stub, path, timeout, recompute) for path in paths]
             outcomes = []
             for future in tqdm(futures, desc="images", unit="img", disable=not progress):
                 outcome = future.result()
@@ -132,13 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="requests in flight (default: 1)")
     parser.add_argument("--timeout", type=float, default=config.request_timeout, help="deadline per request in seconds")
     parser.add_argument("--json", action="store_true", help="print the responses as JSON instead of a table")
+    parser.add_argument("--recompute", action="store_true", help="run the models again even for images already processed")
+    parser.add_argument("--get", nargs="+", metavar="KEY", help="fetch stored results by key (GetResult) instead of sending images")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     logs.setup()
-    paths = expand(args.inputs)
-    if not paths:
+    paths = [] if args.get else expand(args.inputs)
+    if not paths and not args.get:
         parser.error(f"no images found in {' '.join(args.inputs)}")
-    outcomes = run(paths, args.target, args.concurrency, args.timeout, progress=not args.no_progress)
+    outcomes = run(
+        paths, args.target, args.concurrency, args.timeout,
+        progress=not args.no_progress, recompute=args.recompute, keys=args.get,
+    )
     if args.json:
         print(json.dumps([
             {"image": str(o.path), "error": o.error,

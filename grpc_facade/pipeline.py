@@ -14,7 +14,7 @@ from typing import Any
 from celery import chord, group, uuid
 from celery.canvas import Signature
 
-from tasks import app, settings, store
+from tasks import app, logs, settings, store
 from tasks.agegender import estimate_age_gender
 from tasks.imaging import decode_image, image_key
 from tasks.landmark import detect_landmarks
@@ -46,6 +46,7 @@ class Pipeline:
     def accept(self, data: bytes) -> str:
         """Check ``data``, then store it under its key (nothing is stored for bad input)."""
         key = self.check(data)
+        logs.request_key.set(key)
         self.store.put_image(key, data)
         return key
 
@@ -57,6 +58,7 @@ class Pipeline:
         ``recompute``; concurrent requests for the same image share one run.
         """
         key = image_key(data)
+        logs.request_key.set(key)
         if not recompute:
             stored = self.store.get_outcome(key)
             if stored is not None:

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from grpc_facade import logs
+from tasks import logs
 from grpc_facade.health import PipelineHealth
 from grpc_facade.pipeline import Pipeline
 from grpc_facade.servicers import (

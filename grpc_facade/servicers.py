@@ -21,6 +21,7 @@ from grpc_facade import messages
 from grpc_facade.pipeline import InvalidKey, Pipeline
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
+from tasks import logs
 from tasks.imaging import ImageError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ _NO_DEADLINE = 10**6  # grpc reports a huge remaining time when the client set n
 
 @contextlib.contextmanager
 def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]:
+    logs.request_key.set("")  # threads are reused: forget the previous request's key
     try:
         yield
     except (ImageError, InvalidKey) as error:

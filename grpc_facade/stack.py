@@ -21,13 +21,15 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from grpc_facade import client, logs
+from grpc_facade import client
+from tasks import logs
 from tasks import settings, store
 
 log = logging.getLogger("stack")
@@ -78,6 +80,13 @@ def health_serving(target: str) -> bool:
         return False
 
 
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen
+
+
 class Stack:
     """The child processes of one local deployment, started in order, stopped in reverse."""
 
@@ -85,9 +94,17 @@ class Stack:
         self.config = config
         self.flower = flower
         self.log_dir = log_dir
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
         self.run_dir = Path(tempfile.mkdtemp(prefix="face-stack-"))
-        self.env = dict(os.environ, REDIS_URL=config.redis_url, PYTHONPATH=str(settings.PROJECT_ROOT))
+        # Children get the settings this stack was built with, whatever the environment says.
+        self.env = dict(
+            os.environ,
+            REDIS_URL=config.redis_url,
+            GRPC_PORT=str(config.grpc_port),
+            FLOWER_PORT=str(config.flower_port),
+            OUTPUT_DIR=str(config.output_dir),
+            PYTHONPATH=str(settings.PROJECT_ROOT),
+        )
 
     @property
     def grpc_target(self) -> str:
@@ -97,14 +114,27 @@ class Stack:
         output = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+            output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
         process = subprocess.Popen(
             argv, env=self.env, cwd=settings.PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT if output else None,
             start_new_session=True,  # Ctrl-C reaches only this launcher, which stops children in order
         )
-        self.children.append((name, process))
+        if output is not None:
+            output.close()  # the child holds its own copy
+        self.children.append(Child(name, argv, process))
         log.info("started %s (pid %d)", name, process.pid)
         return process
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def restart(self, name: str) -> subprocess.Popen:
+        """Start ``name`` again with the same command (after it exited or was killed)."""
+        old = self.child(name)
+        if old.process.poll() is None:
+            raise StackError(f"{name} is still running (pid {old.process.pid})")
+        self.children.remove(old)
+        return self._spawn(name, old.argv)
 
     def start(self) -> None:
         started = time.perf_counter()
@@ -146,11 +176,12 @@ class Stack:
 
     def first_failure(self) -> str:
         """The name of a child that exited, or ``""`` while all run."""
-        return next((name for name, process in self.children if process.poll() is not None), "")
+        return next((c.name for c in self.children if c.process.poll() is not None), "")
 
     def stop(self) -> None:
         """SIGTERM each child, newest first, giving each up to 15 s before SIGKILL."""
-        for name, process in reversed(self.children):
+        for child in reversed(self.children):
+            name, process = child.name, child.process
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from tasks import app, settings
+from tasks import app, logs, settings
 from tasks.imaging import as_jpeg
 from tasks.merge import build_document
 from tasks.output import output_paths, write_outputs
@@ -60,4 +60,5 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> di
 def store_results(stage_summaries: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """Chord callback: ``stage_summaries`` are the stages' return values (unused: the
     full results are read from Redis under their documented keys)."""
+    logs.request_key.set(key)
     return store_outputs(key, image_store(), settings.load())

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from tasks import settings, stages, store
+from tasks import logs, settings, stages, store
 from tasks.imaging import ImageError, RGBImage, decode_image
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def run_stage(key: str, stage: str, work: Callable[[RGBImage], dict[str, Any]]) 
     still completes and the response says which stage failed); Redis errors propagate
     so that Celery retries the task. Returns a small summary for the chord callback.
     """
+    logs.request_key.set(key)
     try:
         result = work(load_image(key))
     except RETRYABLE:

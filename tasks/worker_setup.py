@@ -6,7 +6,9 @@ import logging
 import time
 from typing import Any
 
-from celery.signals import celeryd_init, worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_process_init
+
+from tasks import logs
 
 from tasks.models import MODELS_BY_QUEUE
 
@@ -31,3 +33,14 @@ def _load_models(**_: Any) -> None:
         loader()
     if loaders:
         log.info("models for %s ready in %.2fs", ",".join(_queues), time.perf_counter() - started)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger: logging.Logger, **_: Any) -> None:
+    """Workers log like the facade: ``LOG_FORMAT=json`` for JSON lines, each with its key."""
+    if logs.json_logs():
+        logs.apply(logger)
+    else:
+        for handler in logger.handlers:
+            handler.addFilter(logs.KeyFilter())

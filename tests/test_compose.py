@@ -17,7 +17,6 @@ from __future__ import annotations
 import ast
 import copy
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -375,16 +374,6 @@ def test_schema_rejects_a_broken_file(compose: Compose, compose_schema: dict, br
     broken = copy.deepcopy(compose)
     break_it(broken)
     assert schema_errors(broken, compose_schema) != []
-
-
-def test_docker_compose_config_if_available() -> None:
-    """Only where the Compose plugin is installed (it needs no engine for `config`)."""
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("the docker compose plugin is not installed")
-    result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert result.returncode == 0, result.stderr
 
 
 # ---------------------------------------------------------------------------- code

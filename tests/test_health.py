@@ -1,0 +1,92 @@
+"""gRPC health follows the pipeline: Redis and a live consumer on every queue.
+
+This module runs its own small stack so it can kill and restart parts of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from grpc_facade.stack import Stack
+from tasks import settings
+from tests.conftest import free_port
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("health")
+    config = dataclasses.replace(
+        settings.load(),
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        grpc_port=free_port(),
+        output_dir=base / "output",
+    )
+    stack = Stack(config, flower=False, log_dir=base / "logs")
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def health(stack: Stack, service: str = "") -> int:
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def wait_for_health(stack: Stack, wanted: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while health(stack) != wanted:
+        assert time.monotonic() < deadline, f"health did not become {health_pb2.HealthCheckResponse.ServingStatus.Name(wanted)}"
+        time.sleep(0.3)
+
+
+def kill(stack: Stack, name: str) -> None:
+    process = stack.child(name).process
+    os.killpg(process.pid, signal.SIGKILL)  # the worker and its pool processes
+    process.wait()
+
+
+def test_serving_with_every_service_named(own_stack: Stack) -> None:
+    assert health(own_stack) == SERVING
+    for service in ("image_processing.ImageInput", "image_processing.FaceLandmarkDetection",
+                    "image_processing.AgeGenderEstimation", "image_processing.DataStorage"):
+        assert health(own_stack, service) == SERVING
+
+
+def test_not_serving_without_a_landmark_worker_then_serving_again(own_stack: Stack) -> None:
+    kill(own_stack, "worker-landmark")
+    wait_for_health(own_stack, NOT_SERVING)
+    own_stack.restart("worker-landmark")
+    wait_for_health(own_stack, SERVING)
+
+
+def test_not_serving_without_redis_then_serving_again(own_stack: Stack) -> None:
+    kill(own_stack, "redis")
+    wait_for_health(own_stack, NOT_SERVING)
+    own_stack.restart("redis")
+    wait_for_health(own_stack, SERVING, timeout=90)
+
+
+def test_reflection_lists_the_services(own_stack: Stack) -> None:
+    with grpc.insecure_channel(own_stack.grpc_target) as channel:
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {
+        "image_processing.ImageInput",
+        "image_processing.FaceLandmarkDetection",
+        "image_processing.AgeGenderEstimation",
+        "image_processing.DataStorage",
+        "grpc.health.v1.Health",
+    } <= services
