@@ -48,12 +48,23 @@ setup() {
   "$PY" -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. proto/image_processing.proto
 }
 
+# What the tests need beyond Python packages: Chromium, for the Flower page test.
+test_setup() {
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "run.sh: installing Debian's chromium for the Flower test" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "run.sh: the Flower test needs Chromium: install it (e.g. sudo apt-get install chromium)" >&2
+  fi
+}
+
 command="${1:-batch}"
 [ $# -gt 0 ] && shift
 case "$command" in
   batch) setup; exec "$PY" -m grpc_facade.stack batch "$@" ;;
   serve) setup; exec "$PY" -m grpc_facade.stack serve "$@" ;;
-  test)  setup; exec "$PY" -m pytest "$@" ;;
+  test)  setup; test_setup; exec "$PY" -m pytest "$@" ;;
   client) setup; exec "$PY" -m grpc_facade.client "$@" ;;
   setup) setup ;;
   -h|--help|help) usage ;;

@@ -148,10 +148,8 @@ class Stack:
             ])
         facade = self._spawn("facade", [sys.executable, "-m", "grpc_facade.server"])
         if self.flower:
-            flower = [*celery, "flower", f"--port={self.config.flower_port}"]
-            if os.environ.get("FLOWER_BASIC_AUTH"):
-                flower.append(f"--basic-auth={os.environ['FLOWER_BASIC_AUTH']}")
-            self._spawn("flower", flower)
+            # Flower reads FLOWER_BASIC_AUTH itself: the password never shows in `ps`.
+            self._spawn("flower", [*celery, "flower", f"--port={self.config.flower_port}"])
         wait_until(lambda: health_serving(self.grpc_target), 180, "facade health", facade)
         log.info("stack ready in %.1fs: gRPC on %s", time.perf_counter() - started, self.grpc_target)
         if self.flower:

@@ -69,6 +69,9 @@ def variant(data: bytes, n: int) -> bytes:
     return buffer.getvalue()
 
 
+FLOWER_USER, FLOWER_PASSWORD = "tester", "not-a-real-secret"
+
+
 @dataclass
 class RunningStack:
     target: str
@@ -76,6 +79,7 @@ class RunningStack:
     output_dir: Path
     log_dir: Path
     channel: grpc.Channel
+    flower_url: str
 
     @property
     def redis(self) -> redis.Redis:
@@ -92,17 +96,19 @@ class RunningStack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     base = tmp_path_factory.mktemp("stack")
-    grpc_port = free_port()
+    grpc_port, flower_port = free_port(), free_port()
     env = dict(
         os.environ,
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
         GRPC_PORT=str(grpc_port),
+        FLOWER_PORT=str(flower_port),
+        FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{FLOWER_PASSWORD}",
         OUTPUT_DIR=str(base / "output"),
         REQUEST_TIMEOUT="60",
         PYTHONPATH=str(PROJECT_ROOT),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(base / "logs")],
+        [sys.executable, "-m", "grpc_facade.stack", "serve", "--log-dir", str(base / "logs")],
         env=env, cwd=PROJECT_ROOT, stdout=open(base / "stack.log", "wb"), stderr=subprocess.STDOUT,
     )
     target = f"localhost:{grpc_port}"
@@ -114,7 +120,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         time.sleep(0.5)
     channel = grpc.insecure_channel(target)
     try:
-        yield RunningStack(target, env["REDIS_URL"], base / "output", base / "logs", channel)
+        yield RunningStack(
+            target, env["REDIS_URL"], base / "output", base / "logs", channel, f"http://localhost:{flower_port}"
+        )
     finally:
         channel.close()
         process.send_signal(signal.SIGTERM)

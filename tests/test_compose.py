@@ -171,9 +171,15 @@ def names_read_from_environment(path: Path) -> set[str]:
     return names
 
 
+def flower_reads() -> set[str]:
+    """Flower reads ``FLOWER_<OPTION>`` for each of its own options (e.g. FLOWER_BASIC_AUTH)."""
+    from flower.options import options
+
+    return {"FLOWER_" + name.upper().replace("-", "_") for name in options._options}
+
+
 def names_the_code_reads() -> set[str]:
-    return (names_read_from_environment(ROOT / "tasks" / "settings.py")
-            | (names_read_from_environment(ROOT / "grpc_facade" / "stack.py") & {"FLOWER_BASIC_AUTH"}))
+    return names_read_from_environment(ROOT / "tasks" / "settings.py") | (flower_reads() & {"FLOWER_BASIC_AUTH"})
 
 
 def default_settings() -> settings.Settings:
@@ -411,7 +417,7 @@ def test_names_read_from_environment_sees_the_settings() -> None:
     """The source parser itself: it finds what settings.load() really reacts to."""
     names = names_read_from_environment(ROOT / "tasks" / "settings.py")
     assert {"REDIS_URL", "OUTPUT_DIR", "GRPC_PORT", "FLOWER_PORT", "WORKER_CONCURRENCY"} <= names
-    assert "FLOWER_BASIC_AUTH" in names_read_from_environment(ROOT / "grpc_facade" / "stack.py")
+    assert "FLOWER_BASIC_AUTH" in flower_reads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRPC_PORT", "50999")
         assert settings.load().grpc_port == 50999

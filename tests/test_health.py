@@ -1,11 +1,13 @@
 """gRPC health follows the pipeline: Redis and a live consumer on every queue.
 
-This module runs its own small stack so it can kill and restart parts of it.
+This module runs its own small stack so it can kill and restart parts of it; that stack
+also logs JSON (``LOG_FORMAT=json``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -17,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from grpc_facade.stack import Stack
+from proto import image_processing_pb2 as pb
+from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import settings
 from tests.conftest import free_port
 
@@ -33,7 +37,9 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         grpc_port=free_port(),
         output_dir=base / "output",
     )
-    stack = Stack(config, flower=False, log_dir=base / "logs")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LOG_FORMAT", "json")
+        stack = Stack(config, flower=False, log_dir=base / "logs")
     try:
         stack.start()
         yield stack
@@ -90,3 +96,14 @@ def test_reflection_lists_the_services(own_stack: Stack) -> None:
         "image_processing.DataStorage",
         "grpc.health.v1.Health",
     } <= services
+
+
+def test_json_logs_of_every_process_carry_the_key(own_stack: Stack, astronaut_bytes: bytes) -> None:
+    with grpc.insecure_channel(own_stack.grpc_target) as channel:
+        response = pb_grpc.ImageInputStub(channel).ProcessImage(pb.ImageRequest(image_data=astronaut_bytes), timeout=60)
+    assert response.status == "Success"
+    for name in ("facade", "worker-landmark", "worker-agegender", "worker-storage"):
+        lines = [json.loads(line) for line in (own_stack.log_dir / f"{name}.log").read_text().splitlines() if line.startswith("{")]
+        mine = [line for line in lines if line.get("key") == response.redis_key]
+        assert mine, f"no JSON line of {name} carries the key"
+        assert all({"time", "level", "message"} <= set(line) for line in mine)
