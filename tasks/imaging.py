@@ -14,6 +14,10 @@ RGBImage = NDArray[np.uint8]  # shape (height, width, 3), RGB order
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
+# Our own limit (MAX_IMAGE_PIXELS, checked from the header before decoding) replaces
+# Pillow's fixed one, so that the configured value is the one that applies.
+Image.MAX_IMAGE_PIXELS = None
+
 
 class ImageError(ValueError):
     """The bytes are not an image this service can process; the message says why."""
@@ -37,7 +41,7 @@ def decode_image(data: bytes, max_pixels: int) -> RGBImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data))  # reads the header only
             width, height = image.size
             if width < 1 or height < 1:
                 raise ImageError(f"image has no pixels ({width}x{height})")
@@ -46,9 +50,9 @@ def decode_image(data: bytes, max_pixels: int) -> RGBImage:
                     f"image is {width}x{height} = {width * height} pixels, "
                     f"more than the limit of {max_pixels} (MAX_IMAGE_PIXELS)"
                 )
-            image.load()
+            image.load()  # the first frame of an animation
             image = ImageOps.exif_transpose(image)
-            rgb = image.convert("RGB")
+            rgb = _to_rgb(image)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -58,6 +62,22 @@ def decode_image(data: bytes, max_pixels: int) -> RGBImage:
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"image_data could not be decoded (truncated or corrupt): {error}") from None
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode; high bit-depth gray is scaled down, not clipped to white."""
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max(initial=0.0)
+        full_scale = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+        gray = np.clip(values * (255.0 / full_scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels become white, as a viewer shows them on a page.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def encode_jpeg(image: RGBImage, quality: int = 95) -> bytes:

@@ -85,6 +85,11 @@ class RunningStack:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
+    def worker_processes(self) -> dict[str, list[int]]:
+        """Each worker's pool process ids: they change when a pool process dies."""
+        inspector = Celery(broker=self.redis_url, backend=self.redis_url).control.inspect(timeout=5, limit=3)
+        return {name: sorted(s["pool"]["processes"]) for name, s in (inspector.stats() or {}).items()}
+
     def tasks_run(self, task_name: str) -> int:
         """How many times the stack's workers have run ``task_name`` since they started."""
         inspector = Celery(broker=self.redis_url, backend=self.redis_url).control.inspect(timeout=5, limit=3)  # 3 workers: one per queue

@@ -14,6 +14,7 @@ from PIL import Image
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tests.conftest import RunningStack, variant
+from tests.formats import header_with_garbage, png_bomb
 
 QUEUES = ("landmark", "agegender", "storage")
 LANDMARK_TASK = "tasks.landmark.detect_landmarks"
@@ -100,8 +101,10 @@ def truncated(data: bytes) -> bytes:
         (lambda t1: b"", "empty"),
         (lambda t1: b"this is not an image at all" * 50, "not a recognised image"),
         (truncated, "truncated or corrupt"),
+        (header_with_garbage, "truncated or corrupt"),
+        (lambda t1: png_bomb(), "MAX_IMAGE_PIXELS"),
     ],
-    ids=["empty", "not-an-image", "truncated-jpeg"],
+    ids=["empty", "not-an-image", "truncated-jpeg", "header-then-garbage", "decompression-bomb"],
 )
 @pytest.mark.parametrize("service", ["ProcessImage", "DetectLandmarks", "EstimateAgeGender", "StoreData"])
 def test_bad_input_is_invalid_argument_and_leaves_nothing(

@@ -34,7 +34,10 @@ def test_decodes_jpeg_to_rgb(t1_bytes: bytes) -> None:
 def test_decodes_png_with_alpha_and_grayscale() -> None:
     rgba = np.zeros((20, 30, 4), dtype=np.uint8)
     rgba[..., 0] = 200
-    assert decode_image(encode(rgba, "PNG"), LIMIT)[0, 0].tolist() == [200, 0, 0]
+    rgba[:, :15, 3] = 255  # left half opaque red, right half transparent
+    decoded = decode_image(encode(rgba, "PNG"), LIMIT)
+    assert decoded[0, 0].tolist() == [200, 0, 0]
+    assert decoded[0, 29].tolist() == [255, 255, 255]
     gray = np.full((20, 30), 77, dtype=np.uint8)
     assert decode_image(encode(gray, "PNG"), LIMIT)[0, 0].tolist() == [77, 77, 77]
 
