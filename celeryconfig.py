@@ -34,6 +34,10 @@ broker_transport_options = {"visibility_timeout": _config.visibility_timeout}
 result_expires = _config.result_ttl
 result_extended = True
 
+# A pool process loads and warms up its models before it reports for work
+# (tasks/worker_setup.py); give it time to, on a slow or busy machine.
+worker_proc_alive_timeout = 120
+
 # Events for Flower.
 worker_send_task_events = True
 task_send_sent_event = True

@@ -85,6 +85,7 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen
+    env: dict[str, str]
 
 
 class Stack:
@@ -110,31 +111,35 @@ class Stack:
     def grpc_target(self) -> str:
         return f"localhost:{self.config.grpc_port}"
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         output = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
         process = subprocess.Popen(
-            argv, env=self.env, cwd=settings.PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT if output else None,
+            argv, env=env or self.env, cwd=settings.PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT if output else None,
             start_new_session=True,  # Ctrl-C reaches only this launcher, which stops children in order
         )
         if output is not None:
             output.close()  # the child holds its own copy
-        self.children.append(Child(name, argv, process))
+        self.children.append(Child(name, argv, process, env or self.env))
         log.info("started %s (pid %d)", name, process.pid)
         return process
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def restart(self, name: str) -> subprocess.Popen:
-        """Start ``name`` again with the same command (after it exited or was killed)."""
+    def restart(self, name: str, **env: str) -> subprocess.Popen:
+        """Start ``name`` again with the same command (after it exited or was killed).
+
+        ``env`` overrides variables for the new process only (say, a worker configured
+        differently from the rest, as one on another machine may be).
+        """
         old = self.child(name)
         if old.process.poll() is None:
             raise StackError(f"{name} is still running (pid {old.process.pid})")
         self.children.remove(old)
-        return self._spawn(name, old.argv)
+        return self._spawn(name, old.argv, dict(self.env, **env))
 
     def start(self) -> None:
         started = time.perf_counter()

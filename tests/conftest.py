@@ -6,6 +6,8 @@ on free ports, with a private Redis and output folder, once per test session.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import os
 import signal
@@ -25,8 +27,9 @@ import redis
 from celery import Celery
 from PIL import Image
 
-from grpc_facade.stack import health_serving
+from grpc_facade.stack import Stack, health_serving
 from proto import image_processing_pb2_grpc as pb_grpc
+from tasks import settings
 from tasks.settings import PROJECT_ROOT
 
 T1_JPG = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
@@ -140,3 +143,32 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 @pytest.fixture(scope="session")
 def image_input(stack: RunningStack) -> pb_grpc.ImageInputStub:
     return pb_grpc.ImageInputStub(stack.channel)
+
+
+@contextlib.contextmanager
+def private_stack(base: Path, redis_url: str = "", **env: str) -> Iterator[Stack]:
+    """A stack of this test module's own (free ports, own Redis and output folder), run in
+    this process through ``grpc_facade.stack.Stack`` so a test can kill and restart parts.
+    ``env`` is given to every process of it."""
+    config = dataclasses.replace(
+        settings.load(),
+        redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
+        grpc_port=free_port(),
+        output_dir=base / "output",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        stack = Stack(config, flower=False, log_dir=base / "logs")
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def kill(stack: Stack, name: str) -> None:
+    """SIGKILL a child of ``stack`` with all its processes (a worker and its pool)."""
+    process = stack.child(name).process
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -6,10 +6,7 @@ also logs JSON (``LOG_FORMAT=json``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import signal
 import time
 from collections.abc import Iterator
 
@@ -21,8 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from grpc_facade.stack import Stack
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import settings
-from tests.conftest import free_port
+from tests.conftest import kill, private_stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -30,21 +26,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("health")
-    config = dataclasses.replace(
-        settings.load(),
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        grpc_port=free_port(),
-        output_dir=base / "output",
-    )
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LOG_FORMAT", "json")
-        stack = Stack(config, flower=False, log_dir=base / "logs")
-    try:
-        stack.start()
+    with private_stack(tmp_path_factory.mktemp("health"), LOG_FORMAT="json") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def health(stack: Stack, service: str = "") -> int:
@@ -57,12 +40,6 @@ def wait_for_health(stack: Stack, wanted: int, timeout: float = 60) -> None:
     while health(stack) != wanted:
         assert time.monotonic() < deadline, f"health did not become {health_pb2.HealthCheckResponse.ServingStatus.Name(wanted)}"
         time.sleep(0.3)
-
-
-def kill(stack: Stack, name: str) -> None:
-    process = stack.child(name).process
-    os.killpg(process.pid, signal.SIGKILL)  # the worker and its pool processes
-    process.wait()
 
 
 def test_serving_with_every_service_named(own_stack: Stack) -> None:

@@ -1,0 +1,198 @@
+"""Faults, each on a stack of this module's own: nothing is lost, nothing hangs.
+
+The stack's Redis has a password (to check that no log shows it) and a short visibility
+timeout (so that a task whose worker died is handed out again within seconds).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from celery import Celery
+from PIL import Image
+
+from grpc_facade.stack import Stack, health_serving
+from proto import image_processing_pb2 as pb
+from proto import image_processing_pb2_grpc as pb_grpc
+from tests.conftest import free_port, kill, private_stack, variant
+
+PASSWORD = "fault-test-password-3b1f"
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("faults")
+    url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
+    with private_stack(base, redis_url=url, VISIBILITY_TIMEOUT="8") as stack:
+        yield stack
+
+
+def stub(stack: Stack) -> pb_grpc.ImageInputStub:
+    return pb_grpc.ImageInputStub(grpc.insecure_channel(stack.grpc_target))
+
+
+def replace_worker(stack: Stack, name: str, **env: str) -> None:
+    """Kill worker ``name`` and start it again with ``env``, waiting until the stack serves."""
+    kill(stack, name)
+    stack.restart(name, **env)
+    wait_serving(stack)
+
+
+def wait_serving(stack: Stack, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not health_serving(stack.grpc_target):
+        assert time.monotonic() < deadline, "the stack did not serve again"
+        time.sleep(0.3)
+
+
+def test_a_failing_stage_still_ends_the_chord(faulty: Stack, astronaut_bytes: bytes) -> None:
+    # An age/gender worker configured with a far lower pixel limit than the facade (as a
+    # worker on another machine may be) refuses every image: its stage fails.
+    replace_worker(faulty, "worker-agegender", MAX_IMAGE_PIXELS="1000")
+    try:
+        data = variant(astronaut_bytes, 40)
+        response = stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+        assert response.status == "Failure"
+        assert response.landmark_response.status == "Success" and len(response.landmark_response.faces) == 1
+        assert response.age_gender_response.status == "Failure"
+        assert "MAX_IMAGE_PIXELS" in response.age_gender_response.error
+        assert response.storage_response.status == "Success"
+        document = json.loads(Path(response.storage_response.json_path).read_text())
+        assert document["stages"]["agegender"]["status"] == "Failure"
+        assert [face["found_by"] for face in document["faces"]] == ["landmark"]
+    finally:
+        replace_worker(faulty, "worker-agegender")
+    # A failed run is not stored as the answer: the same image now computes in full.
+    again = stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+    assert again.status == "Success" and not again.cached and again.faces[0].gender == "Female"
+
+
+def test_unwritable_output_fails_clearly_and_keeps_the_image(faulty: Stack, astronaut_bytes: bytes, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    replace_worker(faulty, "worker-storage", OUTPUT_DIR=str(blocker / "output"))
+    data = variant(astronaut_bytes, 41)
+    try:
+        response = stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+        assert response.status == "Failure"
+        assert response.storage_response.status == "Failure"
+        assert "not-a-folder" in response.storage_response.error
+        assert response.storage_response.json_path == ""
+        redis = faulty_redis(faulty)
+        assert redis.get(response.redis_key) == data and redis.ttl(response.redis_key) > 0
+        assert not list((faulty.config.output_dir).glob(f"{response.redis_key}*"))
+    finally:
+        replace_worker(faulty, "worker-storage")
+    retried = stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+    assert retried.status == "Success"
+    assert Path(retried.storage_response.json_path).is_file()
+
+
+def faulty_redis(stack: Stack):
+    import redis
+
+    return redis.Redis.from_url(stack.config.redis_url)
+
+
+def big_photo(astronaut_bytes: bytes) -> bytes:
+    """A 2048-pixel photo: with DETECT_MAX_SIDE=2048 its landmark task takes seconds (and
+    fewer than VISIBILITY_TIMEOUT, or Redis would hand it out twice)."""
+    with Image.open(io.BytesIO(astronaut_bytes)) as image:
+        buffer = io.BytesIO()
+        image.resize((2048, 2048)).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def active_landmark_task(stack: Stack, timeout: float = 30) -> dict:
+    inspector = Celery(broker=stack.config.redis_url).control.inspect(timeout=1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker, tasks in (inspector.active() or {}).items():
+            if worker.startswith("landmark") and tasks:
+                return tasks[0]
+        time.sleep(0.1)
+    raise AssertionError("the landmark task never started")
+
+
+def send_in_background(stack: Stack, data: bytes, timeout: float) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            outcome["response"] = stub(stack).ProcessImage(pb.ImageRequest(image_data=data), timeout=timeout)
+        except grpc.RpcError as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("victim", ["pool process", "whole worker"])
+def test_landmark_worker_killed_mid_task_the_request_completes(faulty: Stack, astronaut_bytes: bytes, victim: str) -> None:
+    replace_worker(faulty, "worker-landmark", DETECT_MAX_SIDE="2048")
+    try:
+        data = variant(big_photo(astronaut_bytes), 0 if victim == "pool process" else 1)
+        thread, outcome = send_in_background(faulty, data, timeout=120)
+        task = active_landmark_task(faulty)
+        if victim == "pool process":
+            import os
+            import signal
+
+            os.kill(task["worker_pid"], signal.SIGKILL)  # the worker replaces it; the task is requeued
+        else:
+            kill(faulty, "worker-landmark")  # unacknowledged: Redis hands it out again
+            faulty.restart("worker-landmark", DETECT_MAX_SIDE="2048")
+        thread.join(timeout=150)
+        assert not thread.is_alive()
+        assert "error" not in outcome, outcome.get("error")
+        response = outcome["response"]
+        assert response.status == "Success" and len(response.faces) >= 1
+    finally:
+        replace_worker(faulty, "worker-landmark")
+
+
+def test_no_landmark_worker_means_deadline_exceeded_and_nothing_lost(faulty: Stack, t1_bytes: bytes) -> None:
+    kill(faulty, "worker-landmark")
+    data = variant(t1_bytes, 42)
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=3)
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        faulty.restart("worker-landmark")
+    # The queued task runs once a worker is back: the result is written all the same.
+    key = __import__("hashlib").sha256(data).hexdigest()
+    json_path = faulty.config.output_dir / f"{key}.json"
+    deadline = time.monotonic() + 90
+    while not json_path.exists():
+        assert time.monotonic() < deadline, "the queued request was lost"
+        time.sleep(0.3)
+    assert len(json.loads(json_path.read_text())["faces"]) == 6
+
+
+def test_redis_down_is_unavailable_then_serves_again(faulty: Stack, astronaut_bytes: bytes) -> None:
+    kill(faulty, "redis")
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            stub(faulty).ProcessImage(pb.ImageRequest(image_data=variant(astronaut_bytes, 43)), timeout=20)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        faulty.restart("redis")
+    wait_serving(faulty)
+    response = stub(faulty).ProcessImage(pb.ImageRequest(image_data=variant(astronaut_bytes, 44)), timeout=60)
+    assert response.status == "Success"
+
+
+def test_no_log_shows_the_redis_password(faulty: Stack) -> None:
+    logs = list(faulty.log_dir.glob("*.log"))
+    assert len(logs) >= 5
+    for path in logs:
+        assert PASSWORD not in path.read_text(errors="replace"), path.name
