@@ -24,6 +24,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tasks import logs
+from grpc_facade import channels
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import settings
@@ -129,8 +130,9 @@ def run(
 
     Outcomes come in input order.
     """
-    options = [("grpc.max_send_message_length", settings.load().max_message_bytes)]
-    with grpc.insecure_channel(target, options=options) as channel:
+    config = settings.load()
+    options = [("grpc.max_send_message_length", config.max_message_bytes)]
+    with channels.channel(target, config, options) as channel:
         stub = pb_grpc.ImageInputStub(channel)
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, logging_redirect_tqdm():
             if keys:

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tasks import logs
+from grpc_facade import channels
 from grpc_facade.health import PipelineHealth
 from grpc_facade.pipeline import Pipeline
 from grpc_facade.servicers import (
@@ -50,7 +51,9 @@ def build_server(config: settings.Settings) -> tuple[grpc.Server, PipelineHealth
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    address = f"{config.grpc_host}:{config.grpc_port}"
+    credentials = channels.server_credentials(config)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {config.grpc_host}:{config.grpc_port}")
     return server, pipeline_health, port
@@ -61,7 +64,8 @@ def serve(config: settings.Settings) -> None:
     server, pipeline_health, port = build_server(config)
     server.start()
     pipeline_health.start()
-    log.info("Image Input Service running on %s:%d...", config.grpc_host, port)
+    tls = " (TLS)" if config.grpc_tls_cert else ""
+    log.info("Image Input Service running on %s:%d...%s", config.grpc_host, port, tls)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from grpc_facade import client
+from grpc_facade import channels, client
 from tasks import logs
 from tasks import settings, store
 
@@ -71,9 +71,10 @@ def wait_until(check, timeout: float, what: str, process: subprocess.Popen | Non
         time.sleep(0.1)
 
 
-def health_serving(target: str) -> bool:
+def health_serving(target: str, config: settings.Settings | None = None) -> bool:
+    """Whether the facade at ``target`` reports SERVING (over TLS if ``config`` says so)."""
     try:
-        with grpc.insecure_channel(target) as channel:
+        with channels.channel(target, config or settings.load()) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         return reply.status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
@@ -155,7 +156,7 @@ class Stack:
         if self.flower:
             # Flower reads FLOWER_BASIC_AUTH itself: the password never shows in `ps`.
             self._spawn("flower", [*celery, "flower", f"--port={self.config.flower_port}"])
-        wait_until(lambda: health_serving(self.grpc_target), 180, "facade health", facade)
+        wait_until(lambda: health_serving(self.grpc_target, self.config), 180, "facade health", facade)
         log.info("stack ready in %.1fs: gRPC on %s", time.perf_counter() - started, self.grpc_target)
         if self.flower:
             log.info("Flower on http://localhost:%d", self.config.flower_port)

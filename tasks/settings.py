@@ -39,6 +39,11 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(raw).expanduser().resolve() if raw else default
 
 
+def _env_optional_path(name: str) -> Path | None:
+    raw = os.environ.get(name, "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """A snapshot of the configuration; build one with :func:`load`."""
@@ -60,6 +65,9 @@ class Settings:
     ort_threads: int
     detect_max_side: int
     detect_threshold: float
+    grpc_tls_cert: Path | None
+    grpc_tls_key: Path | None
+    grpc_tls_ca: Path | None
 
 
 def load() -> Settings:
@@ -82,4 +90,7 @@ def load() -> Settings:
         ort_threads=_env_int("ORT_THREADS", 1),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
+        grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
+        grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
+        grpc_tls_ca=_env_optional_path("GRPC_TLS_CA"),
     )

@@ -150,15 +150,15 @@ def private_stack(base: Path, redis_url: str = "", **env: str) -> Iterator[Stack
     """A stack of this test module's own (free ports, own Redis and output folder), run in
     this process through ``grpc_facade.stack.Stack`` so a test can kill and restart parts.
     ``env`` is given to every process of it."""
-    config = dataclasses.replace(
-        settings.load(),
-        redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
-        grpc_port=free_port(),
-        output_dir=base / "output",
-    )
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
+        config = dataclasses.replace(
+            settings.load(),
+            redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
+            grpc_port=free_port(),
+            output_dir=base / "output",
+        )
         stack = Stack(config, flower=False, log_dir=base / "logs")
     try:
         stack.start()

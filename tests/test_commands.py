@@ -17,6 +17,13 @@ def test_python_commands_have_help(module: str) -> None:
     assert result.stdout.startswith("usage: python -m " + module)
 
 
+@pytest.mark.parametrize("script", ["bench/load.py"])
+def test_bench_scripts_have_help(script: str) -> None:
+    result = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}")
+
+
 def test_run_sh_help_lists_its_commands() -> None:
     result = subprocess.run([str(PROJECT_ROOT / "run.sh"), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
