@@ -16,7 +16,7 @@ from celery.canvas import Signature
 
 from tasks import app, logs, settings, store
 from tasks.agegender import estimate_age_gender
-from tasks.imaging import decode_image, image_key
+from tasks.imaging import check_image, image_key
 from tasks.landmark import detect_landmarks
 from tasks.output import output_paths
 from tasks.storage import store_results
@@ -40,7 +40,7 @@ class Pipeline:
 
     def check(self, data: bytes) -> str:
         """The key of ``data`` once it decodes as an image; :class:`ImageError` otherwise."""
-        decode_image(data, self.config.max_image_pixels)
+        check_image(data, self.config.max_image_pixels)
         return image_key(data)
 
     def accept(self, data: bytes) -> str:
@@ -73,7 +73,7 @@ class Pipeline:
         try:
             self.store.put_image(key, data)
             workflow = chord(
-                group(detect_landmarks.s(key), estimate_age_gender.s(key)),
+                group(detect_landmarks.s(key, run_id), estimate_age_gender.s(key, run_id)),
                 store_results.s(key).set(task_id=run_id),
             )
             return self._wait(workflow, key, timeout), False

@@ -65,6 +65,7 @@ class Settings:
     ort_threads: int
     detect_max_side: int
     detect_threshold: float
+    shared_detection_wait: float
     grpc_tls_cert: Path | None
     grpc_tls_key: Path | None
     grpc_tls_ca: Path | None
@@ -90,6 +91,7 @@ def load() -> Settings:
         ort_threads=_env_int("ORT_THREADS", 1),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
+        shared_detection_wait=_env_float("SHARED_DETECTION_WAIT", 10.0),
         grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
         grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
         grpc_tls_ca=_env_optional_path("GRPC_TLS_CA"),

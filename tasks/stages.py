@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tasks.backends.base import AgeGenderEstimator, FaceDetector
+from tasks.backends.base import AgeGenderEstimator, DetectedFace, FaceDetector
 from tasks.imaging import RGBImage
 
 SUCCESS = "Success"
@@ -21,10 +21,11 @@ def failed(error: str, runtime: float = 0.0) -> dict[str, Any]:
     return {"status": FAILURE, "error": error, "runtime": runtime, "faces": []}
 
 
-def detect_landmarks(image: RGBImage, detector: FaceDetector) -> dict[str, Any]:
-    """Every face's box and landmark points."""
+def detect_landmarks(image: RGBImage, detector: FaceDetector, scale: float = 1.0) -> dict[str, Any]:
+    """Every face's box and landmark points, in coordinates ``scale`` times those of ``image``
+    (``image`` may be a reduced decode of the full picture)."""
     started = time.perf_counter()
-    faces = detector.detect(image)
+    faces = [face.scaled(scale) for face in detector.detect(image)]
     return {
         "status": SUCCESS,
         "error": "",
@@ -36,17 +37,27 @@ def detect_landmarks(image: RGBImage, detector: FaceDetector) -> dict[str, Any]:
 
 
 def estimate_age_gender(
-    image: RGBImage, detector: FaceDetector, estimator: AgeGenderEstimator
+    image: RGBImage,
+    detector: FaceDetector,
+    estimator: AgeGenderEstimator,
+    faces: list[DetectedFace] | None = None,
 ) -> dict[str, Any]:
-    """Every face's box, age and gender, each with a confidence."""
+    """Every face's box, age and gender, each with a confidence.
+
+    ``faces`` are the landmark stage's detections when it shared them; without them the
+    stage runs ``detector`` itself.
+    """
     started = time.perf_counter()
-    faces = detector.detect(image)
+    shared = faces is not None
+    if faces is None:
+        faces = detector.detect(image)
     estimates = estimator.estimate(image, faces)
     return {
         "status": SUCCESS,
         "error": "",
         "runtime": time.perf_counter() - started,
-        "backend": f"{detector.name}+{estimator.name}",
+        "backend": estimator.name if shared else f"{detector.name}+{estimator.name}",
+        "detection": "landmark stage" if shared else "own",
         "faces": [
             {
                 "box": face.to_dict()["box"],

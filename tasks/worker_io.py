@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import redis
 
 from tasks import logs, settings, stages, store
-from tasks.imaging import ImageError, RGBImage, decode_image
+from tasks.backends.base import DetectedFace
+from tasks.imaging import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +26,28 @@ def image_store() -> store.ImageStore:
     return store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
 
 
-def load_image(key: str) -> RGBImage:
-    """Fetch the image bytes from Redis (once) and decode them (once)."""
-    return decode_image(image_store().get_image(key), settings.load().max_image_pixels)
+def shared_faces(key: str, run_id: str, wait: float) -> list[DetectedFace] | None:
+    """The faces the landmark stage of run ``run_id`` found, once it has stored them.
+
+    ``None`` when that stage failed or has not answered within ``wait`` seconds: the
+    caller then detects faces itself.
+    """
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    while True:
+        result = image_store().get_stage_result(key, "landmark")
+        if result is not None and result.get("run_id") == run_id:
+            if result["status"] != stages.SUCCESS:
+                return None
+            return [DetectedFace.from_dict(face) for face in result["faces"]]
+        if time.monotonic() > deadline:
+            log.warning("[%s] no landmark result after %.1fs; detecting faces here", key[:12], wait)
+            return None
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.02)
 
 
-def run_stage(key: str, stage: str, work: Callable[[RGBImage], dict[str, Any]]) -> dict[str, Any]:
+def run_stage(key: str, stage: str, work: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
     """Run one stage on the image stored under ``key`` and store its result in Redis.
 
     A failure of the image or the model becomes a ``Failure`` result (so the chord
@@ -38,7 +56,7 @@ def run_stage(key: str, stage: str, work: Callable[[RGBImage], dict[str, Any]]) 
     """
     logs.request_key.set(key)
     try:
-        result = work(load_image(key))
+        result = work(image_store().get_image(key))  # fetched once; ``work`` decodes once
     except RETRYABLE:
         raise
     except (store.ImageMissing, ImageError) as error:

@@ -65,6 +65,9 @@ def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: byt
     assert {"box", "landmarks", "age", "gender", "age_confidence", "gender_confidence"} <= set(document["faces"][0])
     assert document["stages"]["landmark"]["status"] == "Success"
     assert document["stages"]["agegender"]["runtime"] > 0
+    # Faces were detected once: the age/gender stage used the landmark stage's detections.
+    assert document["stages"]["agegender"]["detection"] == "landmark stage"
+    assert all(face["found_by"] == "both" for face in document["faces"])
     with Image.open(image_path) as saved:
         saved.load()
         assert saved.size == (1280, 886)
@@ -145,7 +148,9 @@ def test_age_gender_service_alone(stack: RunningStack, astronaut_bytes: bytes) -
     assert response.status == "Success"
     (face,) = response.faces
     assert face.gender == "Female" and 1 <= face.age <= 100
-    assert json.loads(stack.redis.get(f"{response.redis_key}:agegender"))["faces"][0]["gender"] == "Female"
+    stored = json.loads(stack.redis.get(f"{response.redis_key}:agegender"))
+    assert stored["faces"][0]["gender"] == "Female"
+    assert stored["detection"] == "own"  # alone, the stage detects faces itself
 
 
 def test_storage_service_alone_writes_what_redis_holds(stack: RunningStack) -> None:

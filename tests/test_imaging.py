@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.imaging import ImageError, as_jpeg, decode_image, image_key
+from tasks.imaging import ImageError, as_jpeg, check_image, decode_image, decode_reduced, image_key
 
 LIMIT = 50_000_000
 
@@ -78,3 +78,20 @@ def test_as_jpeg_keeps_jpeg_bytes_and_converts_others(t1_bytes: bytes) -> None:
     converted = as_jpeg(png, LIMIT)
     assert converted.startswith(b"\xff\xd8\xff")
     assert Image.open(io.BytesIO(converted)).size == (12, 10)
+
+
+def test_reduced_decoding_keeps_the_long_side_and_reports_the_scale(t1_bytes: bytes) -> None:
+    image, scale = decode_reduced(t1_bytes, LIMIT, min_side=600)
+    assert image.shape == (443, 640, 3) and scale == 2.0
+    full, one = decode_reduced(t1_bytes, LIMIT, min_side=2000)
+    assert full.shape == (886, 1280, 3) and one == 1.0
+    png = encode(np.zeros((300, 400, 3), dtype=np.uint8), "PNG")
+    assert decode_reduced(png, LIMIT, min_side=100)[0].shape == (300, 400, 3)  # only JPEG reduces
+
+
+def test_check_image_reads_every_byte(t1_bytes: bytes) -> None:
+    check_image(t1_bytes, LIMIT)
+    with pytest.raises(ImageError, match="truncated"):
+        check_image(t1_bytes[:-2000], LIMIT)
+    with pytest.raises(ImageError, match="MAX_IMAGE_PIXELS"):
+        check_image(t1_bytes, 1000)

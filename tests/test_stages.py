@@ -32,3 +32,22 @@ def test_agegender_stage_result_is_json_ready(astronaut_bytes: bytes) -> None:
 def test_failed_stage_has_the_same_shape() -> None:
     result = stages.failed("boom")
     assert result["status"] == "Failure" and result["error"] == "boom" and result["faces"] == []
+
+
+def test_agegender_stage_uses_shared_faces_when_given(t1_bytes: bytes) -> None:
+    image = decode_image(t1_bytes, 10**8)
+    faces = models.face_detector().detect(image)[:2]
+    result = stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
+    assert result["detection"] == "landmark stage"
+    assert [f["box"] for f in result["faces"]] == [face.to_dict()["box"] for face in faces]
+
+
+def test_landmark_stage_scales_a_reduced_decode_back(t1_bytes: bytes) -> None:
+    from tasks.imaging import decode_reduced
+
+    full = stages.detect_landmarks(decode_image(t1_bytes, 10**8), models.face_detector())
+    reduced_image, scale = decode_reduced(t1_bytes, 10**8, 640)
+    reduced = stages.detect_landmarks(reduced_image, models.face_detector(), scale)
+    assert scale == 2.0 and len(reduced["faces"]) == len(full["faces"]) == 6
+    for a, b in zip(full["faces"], reduced["faces"]):
+        assert abs(a["box"]["x1"] - b["box"]["x1"]) < 6 and abs(a["box"]["y2"] - b["box"]["y2"]) < 6

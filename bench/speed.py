@@ -1,0 +1,255 @@
+"""Speed and memory: in-process models versus the whole service, in one run.
+
+    .venv/bin/python bench/speed.py            # prints a markdown table, appends it to docs/benchmarks.md
+
+Measures, on this machine:
+- the in-process baseline: decode + face detection + age/gender with the same model code,
+  no Celery/Redis/gRPC, in one process (serial) and in one process per core (throughput);
+- end to end through the gRPC facade at concurrency 1, 2, 4 and 8 (p50/p95 latency and
+  images per second), every request a different image so that nothing is answered from
+  a stored result;
+- for a one-face photo and the six-face t1.jpg, each about 640 px and 1920 px wide;
+- cold start of ``python -m grpc_facade.stack serve`` to the first answered request, and
+  each worker's resident memory after warm-up;
+- the ratios: end-to-end p50 at concurrency 1 / in-process serial time, and end-to-end
+  throughput at concurrency 8 / in-process throughput with one process per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import grpc
+from PIL import Image
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from grpc_facade.stack import health_serving  # noqa: E402
+from proto import image_processing_pb2 as pb  # noqa: E402
+from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
+from tasks import settings  # noqa: E402
+
+CONCURRENCY = (1, 2, 4, 8)
+QUEUES = ("landmark", "agegender", "storage")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resized(path: Path, width: int, quality: int = 92) -> bytes:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        height = round(image.height * width / image.width)
+        buffer = io.BytesIO()
+        image.resize((width, height), Image.Resampling.LANCZOS).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def distinct_copies(data: bytes, count: int) -> list[bytes]:
+    """``count`` different byte strings of the same picture (JPEG quality 95, 94, ...)."""
+    copies = []
+    with Image.open(io.BytesIO(data)) as image:
+        for i in range(count):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=95 - i % 40, comment=str(i).encode())
+            copies.append(buffer.getvalue())
+    return copies
+
+
+# --- in-process baseline: the models the workers use, called directly -----------------
+
+_models = None
+
+
+def _in_process(data: bytes) -> int:
+    global _models
+    from tasks import models
+    from tasks.imaging import decode_image
+
+    if _models is None:
+        _models = (models.face_detector(), models.age_gender_estimator())
+    detector, estimator = _models
+    image = decode_image(data, 10**9)
+    faces = detector.detect(image)
+    estimator.estimate(image, faces)
+    return len(faces)
+
+
+def in_process(images: list[bytes]) -> tuple[float, float]:
+    """(median seconds per image in one process, images per second with a process per core)."""
+    _in_process(images[0])  # load and warm up
+    times = []
+    for data in images:
+        started = time.perf_counter()
+        _in_process(data)
+        times.append(time.perf_counter() - started)
+    cores = os.cpu_count() or 1
+    with ProcessPoolExecutor(cores) as pool:
+        list(pool.map(_in_process, images[:cores]))  # warm up every process
+        started = time.perf_counter()
+        list(pool.map(_in_process, images))
+        throughput = len(images) / (time.perf_counter() - started)
+    return statistics.median(times), throughput
+
+
+# --- the service ------------------------------------------------------------------------
+
+def start_stack(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, float]:
+    """Start ``python -m grpc_facade.stack serve`` and return it with its cold start in s."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(log_dir)],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    target = f"localhost:{env['GRPC_PORT']}"
+    probe = resized(ROOT / "images" / "astronaut.jpg", 256)
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the stack exited with {process.returncode}; see {log_dir}")
+        if health_serving(target):
+            try:
+                with grpc.insecure_channel(target) as channel:
+                    pb_grpc.ImageInputStub(channel).ProcessImage(pb.ImageRequest(image_data=probe), timeout=30)
+                return process, time.perf_counter() - started
+            except grpc.RpcError:
+                pass
+        time.sleep(0.05)
+
+
+def worker_memory_mb(launcher_pid: int) -> dict[str, float]:
+    """Resident memory per queue worker (its main process plus its pool), in MB."""
+    memory: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for queue in QUEUES:
+            if f"{queue}-{launcher_pid}@".encode() in b" ".join(argv):
+                rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+                memory[queue] = memory.get(queue, 0.0) + rss_kb / 1024
+    return memory
+
+
+def end_to_end(target: str, images: list[bytes], concurrency: int) -> tuple[float, float, float]:
+    """(p50 s, p95 s, images per second) for ``images`` sent ``concurrency`` at a time."""
+    latencies: list[float] = []
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.ImageInputStub(channel)
+
+        def send(data: bytes) -> None:
+            started = time.perf_counter()
+            response = stub.ProcessImage(pb.ImageRequest(image_data=data), timeout=120)
+            if response.status != "Success" or response.cached:
+                raise RuntimeError(f"unexpected answer: {response.status}, cached={response.cached}")
+            latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(send, images))
+        wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95, len(images) / wall
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_gb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                         if line.startswith("MemTotal"))) / 1024**2
+    return f"{os.cpu_count()} × {cpu}, {memory_gb:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/speed.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=16, help="requests per cell of the table (default 16)")
+    parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
+    parser.add_argument("--note", default="", help="a line to print above the table (what changed)")
+    args = parser.parse_args(argv)
+
+    photos = {
+        "1 face, 640 px": resized(ROOT / "images" / "astronaut.jpg", 640),
+        "1 face, 1920 px": resized(ROOT / "images" / "astronaut.jpg", 1920),
+        "6 faces, 640 px": resized(ROOT / "images" / "t1.jpg", 640),
+        "6 faces, 1920 px": resized(ROOT / "images" / "t1.jpg", 1920),
+    }
+    sets = {name: distinct_copies(data, args.requests * (1 + len(CONCURRENCY))) for name, data in photos.items()}
+
+    baseline = {}
+    for name in tqdm(photos, desc="in-process", unit="photo"):
+        baseline[name] = in_process(sets[name][: args.requests])
+
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
+               OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    process, cold_start = start_stack(env, log_dir)
+    try:
+        memory = worker_memory_mb(process.pid)
+        target = f"localhost:{env['GRPC_PORT']}"
+        rows = []
+        for name in tqdm(photos, desc="end to end", unit="photo"):
+            images = iter(sets[name][args.requests:])
+            cells = {c: end_to_end(target, [next(images) for _ in range(args.requests)], c) for c in CONCURRENCY}
+            serial, per_core = baseline[name]
+            rows.append((name, serial, per_core, cells))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+    lines = [
+        f"### {date.today().isoformat()}: {args.note or 'bench/speed.py'}",
+        "",
+        f"Machine: {machine()}. {args.requests} requests per cell; settings: "
+        f"DETECT_MAX_SIDE={settings.load().detect_max_side}, ORT_THREADS={settings.load().ort_threads}, "
+        f"WORKER_CONCURRENCY={settings.load().worker_concurrency}.",
+        "",
+        "| photo | in-process serial ms | in-process img/s (1 proc/core) | "
+        + " | ".join(f"c={c} p50 ms | c={c} p95 ms | c={c} img/s" for c in CONCURRENCY)
+        + " | p50 c=1 / serial | img/s c=8 / in-process |",
+        "|---" * (5 + 3 * len(CONCURRENCY)) + "|",
+    ]
+    for name, serial, per_core, cells in rows:
+        values = " | ".join(f"{p50 * 1e3:.0f} | {p95 * 1e3:.0f} | {rate:.2f}" for p50, p95, rate in cells.values())
+        lines.append(
+            f"| {name} | {serial * 1e3:.0f} | {per_core:.2f} | {values} | "
+            f"{cells[1][0] / serial:.2f} | {cells[8][2] / per_core:.2f} |"
+        )
+    lines += [
+        "",
+        f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
+        "Resident memory after warm-up, main + pool process: "
+        + ", ".join(f"{queue} worker {mb:.0f} MB" for queue, mb in sorted(memory.items())) + ".",
+        "",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_append:
+        with open(ROOT / "docs" / "benchmarks.md", "a") as handle:
+            handle.write("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
