@@ -1,7 +1,8 @@
 """The models of this worker process: built on first use, once, then reused.
 
 ``worker_process_init`` (see ``tasks/worker_setup.py``) calls these at worker start so
-that the first task does not pay for loading and warming up.
+that the first task does not pay for loading and warming up, and so that a missing
+model fails the worker at start rather than on its first task.
 """
 
 from __future__ import annotations
@@ -9,26 +10,20 @@ from __future__ import annotations
 from functools import cache
 
 from tasks import settings
+from tasks.backends import router
 from tasks.backends.base import AgeGenderEstimator, FaceDetector
-from tasks.backends.centerface import CenterFace
-from tasks.backends.cydral import CydralAgeGender
 
 
 @cache
 def face_detector() -> FaceDetector:
-    config = settings.load()
-    detector = CenterFace(
-        threads=config.ort_threads,
-        max_side=config.detect_max_side,
-        threshold=config.detect_threshold,
-    )
+    detector = router.face_detector(settings.load())
     detector.prepare()
     return detector
 
 
 @cache
 def age_gender_estimator() -> AgeGenderEstimator:
-    estimator = CydralAgeGender()
+    estimator = router.age_gender_estimator(settings.load())
     estimator.prepare()
     return estimator
 

@@ -66,6 +66,12 @@ class Settings:
     detect_max_side: int
     detect_threshold: float
     shared_detection_wait: float
+    landmark_backend: str
+    agegender_backend: str
+    landmark_points: int
+    insightface_home: Path
+    insightface_pack: str
+    annotate: bool
     grpc_tls_cert: Path | None
     grpc_tls_key: Path | None
     grpc_tls_ca: Path | None
@@ -85,13 +91,19 @@ def load() -> Settings:
         result_ttl=_env_int("RESULT_TTL", 86400),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
         visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 300),
-        worker_concurrency=_env_int("WORKER_CONCURRENCY", 1),
+        worker_concurrency=_env_int("WORKER_CONCURRENCY", 2),
         max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
         max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
         ort_threads=_env_int("ORT_THREADS", 1),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
         shared_detection_wait=_env_float("SHARED_DETECTION_WAIT", 10.0),
+        landmark_backend=os.environ.get("LANDMARK_BACKEND", "").strip() or "embedded",
+        agegender_backend=os.environ.get("AGEGENDER_BACKEND", "").strip() or "embedded",
+        landmark_points=_env_int("LANDMARK_POINTS", 5),
+        insightface_home=_env_path("INSIGHTFACE_HOME", Path("~/.insightface").expanduser()),
+        insightface_pack=os.environ.get("INSIGHTFACE_PACK", "").strip() or "buffalo_l",
+        annotate=os.environ.get("ANNOTATE", "").strip().lower() in {"1", "true", "yes", "on"},
         grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
         grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
         grpc_tls_ca=_env_optional_path("GRPC_TLS_CA"),

@@ -536,7 +536,7 @@ def test_each_check_catches_its_mistake(compose: Compose, name: str, mistake: Ca
 
 def test_environment_check_reads_interpolations() -> None:
     """A host variable substituted into the file counts as used, and must be one the code reads."""
-    assert interpolated_names("--concurrency=${WORKER_CONCURRENCY:-1} $$HOSTNAME") == {"WORKER_CONCURRENCY"}
+    assert interpolated_names("--concurrency=${WORKER_CONCURRENCY:-2} $$HOSTNAME") == {"WORKER_CONCURRENCY"}
     assert check_environment_is_read(load_compose(), "command: x ${CELERY_CONCURRENCY:-2}") != []
 
 
