@@ -39,6 +39,17 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(raw).expanduser().resolve() if raw else default
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
 def _env_optional_path(name: str) -> Path | None:
     raw = os.environ.get(name, "").strip()
     return Path(raw).expanduser().resolve() if raw else None
@@ -72,6 +83,8 @@ class Settings:
     insightface_home: Path
     insightface_pack: str
     annotate: bool
+    agegender_flip: bool
+    min_gender_confidence: float
     grpc_tls_cert: Path | None
     grpc_tls_key: Path | None
     grpc_tls_ca: Path | None
@@ -103,7 +116,9 @@ def load() -> Settings:
         landmark_points=_env_int("LANDMARK_POINTS", 5),
         insightface_home=_env_path("INSIGHTFACE_HOME", Path("~/.insightface").expanduser()),
         insightface_pack=os.environ.get("INSIGHTFACE_PACK", "").strip() or "buffalo_l",
-        annotate=os.environ.get("ANNOTATE", "").strip().lower() in {"1", "true", "yes", "on"},
+        annotate=_env_bool("ANNOTATE", False),
+        agegender_flip=_env_bool("AGEGENDER_FLIP", True),
+        min_gender_confidence=_env_float("MIN_GENDER_CONFIDENCE", 0.75),
         grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
         grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
         grpc_tls_ca=_env_optional_path("GRPC_TLS_CA"),
