@@ -58,10 +58,12 @@ def expand(inputs: Iterable[str]) -> list[Path]:
     return paths
 
 
-def process_file(stub: pb_grpc.ImageInputStub, path: Path, timeout: float, recompute: bool = False) -> Outcome:
+def process_file(
+    stub: pb_grpc.ImageInputStub, path: Path, timeout: float, recompute: bool = False, annotate: bool = False
+) -> Outcome:
     """Send one file to ``ProcessImage``; an RPC error becomes the outcome's ``error``."""
     try:
-        request = pb.ImageRequest(image_data=path.read_bytes(), recompute=recompute)
+        request = pb.ImageRequest(image_data=path.read_bytes(), recompute=recompute, annotate=annotate)
         response = stub.ProcessImage(request, timeout=timeout)
     except grpc.RpcError as error:
         return Outcome(path, error=f"{error.code().name}: {error.details()}")
@@ -125,6 +127,7 @@ def run(
     progress: bool = True,
     recompute: bool = False,
     keys: list[str] | None = None,
+    annotate: bool = False,
 ) -> list[Outcome]:
     """Process ``paths`` (or fetch ``keys``) with ``concurrency`` requests in flight.
 
@@ -138,7 +141,7 @@ def run(
             if keys:
                 futures = [pool.submit(get_result, stub, key, timeout) for key in keys]
             else:
-                futures = [pool.submit(process_file, stub, path, timeout, recompute) for path in paths]
+                futures = [pool.submit(process_file, stub, path, timeout, recompute, annotate) for path in paths]
             outcomes = []
             for future in tqdm(futures, desc="images", unit="img", disable=not progress):
                 outcome = future.result()
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=config.request_timeout, help="deadline per request in seconds")
     parser.add_argument("--json", action="store_true", help="print the responses as JSON instead of a table")
     parser.add_argument("--recompute", action="store_true", help="run the models again even for images already processed")
+    parser.add_argument("--annotate", action="store_true", help="also write <key>.annotated.jpg with boxes, points and labels")
     parser.add_argument("--get", nargs="+", metavar="KEY", help="fetch stored results by key (GetResult) instead of sending images")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no images found in {' '.join(args.inputs)}")
     outcomes = run(
         paths, args.target, args.concurrency, args.timeout,
-        progress=not args.no_progress, recompute=args.recompute, keys=args.get,
+        progress=not args.no_progress, recompute=args.recompute, keys=args.get, annotate=args.annotate,
     )
     if args.json:
         print(json.dumps([

@@ -53,6 +53,7 @@ def storage_response(key: str, storage: dict[str, Any]) -> pb.StorageResponse:
         error=storage.get("error", ""),
         json_path=storage.get("json_path", ""),
         image_path=storage.get("image_path", ""),
+        annotated_path=storage.get("annotated_path", ""),
     )
 
 

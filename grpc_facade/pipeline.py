@@ -50,18 +50,21 @@ class Pipeline:
         self.store.put_image(key, data)
         return key
 
-    def process(self, data: bytes, timeout: float, recompute: bool = False) -> tuple[dict[str, Any], bool]:
+    def process(
+        self, data: bytes, timeout: float, recompute: bool = False, annotate: bool = False
+    ) -> tuple[dict[str, Any], bool]:
         """Both stages in parallel, then storage. Returns ``(outcome, cached)``.
 
         ``outcome`` is ``{"document": ..., "storage": ...}``. An image already processed
         successfully is answered from its stored outcome (``cached`` is true) unless
-        ``recompute``; concurrent requests for the same image share one run.
+        ``recompute`` (or ``annotate`` when that outcome has no annotated copy);
+        concurrent requests for the same image share one run.
         """
         key = image_key(data)
         logs.request_key.set(key)
         if not recompute:
             stored = self.store.get_outcome(key)
-            if stored is not None:
+            if stored is not None and (stored["storage"].get("annotated_path") or not annotate):
                 log.info("[%s] answered from the stored result", key[:12])
                 return stored, True
         self.check(data)
@@ -74,7 +77,7 @@ class Pipeline:
             self.store.put_image(key, data)
             workflow = chord(
                 group(detect_landmarks.s(key, run_id), estimate_age_gender.s(key, run_id)),
-                store_results.s(key).set(task_id=run_id),
+                store_results.s(key, annotate).set(task_id=run_id),
             )
             return self._wait(workflow, key, timeout), False
         finally:

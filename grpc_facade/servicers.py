@@ -64,7 +64,10 @@ class ImageInputServicer(pb_grpc.ImageInputServicer):
         started = time.perf_counter()
         with _status_on_error(context, "ProcessImage"):
             outcome, cached = self.pipeline.process(
-                request.image_data, _timeout(context, self.pipeline.config.request_timeout), request.recompute
+                request.image_data,
+                _timeout(context, self.pipeline.config.request_timeout),
+                recompute=request.recompute,
+                annotate=request.annotate,
             )
             response = messages.combined_response(outcome, time.perf_counter() - started, cached)
             tag = response.redis_key[:12]

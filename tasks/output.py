@@ -30,6 +30,10 @@ def output_paths(output_dir: Path, key: str) -> tuple[Path, Path]:
     return output_dir / f"{key}.json", output_dir / f"{key}.jpg"
 
 
+def annotated_path(output_dir: Path, key: str) -> Path:
+    return output_dir / f"{key}.annotated.jpg"
+
+
 def write_outputs(output_dir: Path, key: str, document: dict[str, Any], jpeg: bytes) -> None:
     """Write the image, then the JSON: once the JSON exists, both files are complete."""
     json_path, image_path = output_paths(output_dir, key)

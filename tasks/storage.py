@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from tasks import app, logs, settings
-from tasks.imaging import as_jpeg
+from tasks.annotate import draw
+from tasks.imaging import as_jpeg, decode_image, encode_jpeg
 from tasks.merge import build_document
-from tasks.output import output_paths, write_outputs
+from tasks.output import annotated_path, atomic_write, output_paths, write_outputs
 from tasks.stages import FAILURE, SUCCESS
 from tasks.store import ImageStore
 from tasks.worker_io import RETRYABLE, image_store
@@ -17,8 +18,9 @@ from tasks.worker_io import RETRYABLE, image_store
 log = logging.getLogger(__name__)
 
 
-def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> dict[str, Any]:
-    """Merge the stage results stored for ``key`` and write ``<key>.json`` and ``<key>.jpg``.
+def store_outputs(key: str, images: ImageStore, config: settings.Settings, annotate: bool = False) -> dict[str, Any]:
+    """Merge the stage results stored for ``key`` and write ``<key>.json`` and ``<key>.jpg``
+    (and ``<key>.annotated.jpg`` when ``annotate`` or ``ANNOTATE=1``).
 
     Returns ``{"document": ..., "storage": {status, error, runtime, json_path, image_path}}``
     and, when everything succeeded, keeps that outcome in Redis under ``<key>:result``.
@@ -33,10 +35,15 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> di
         images.get_stage_result(key, "landmark"),
         images.get_stage_result(key, "agegender"),
     )
-    status, error = SUCCESS, ""
+    status, error, drawn = SUCCESS, "", ""
     try:
-        jpeg = as_jpeg(images.get_image(key), config.max_image_pixels)
-        write_outputs(config.output_dir, key, document, jpeg)
+        data = images.get_image(key)
+        if annotate or config.annotate:
+            drawn_path = annotated_path(config.output_dir, key)
+            picture = draw(decode_image(data, config.max_image_pixels), document["faces"])
+            atomic_write(drawn_path, encode_jpeg(picture, quality=90))
+            drawn = str(drawn_path)
+        write_outputs(config.output_dir, key, document, as_jpeg(data, config.max_image_pixels))
     except RETRYABLE:
         raise
     except Exception as exc:
@@ -48,6 +55,7 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> di
         "runtime": time.perf_counter() - started,
         "json_path": str(json_path) if status == SUCCESS else "",
         "image_path": str(image_path) if status == SUCCESS else "",
+        "annotated_path": drawn if status == SUCCESS else "",
     }
     log.info("[%s] storage: %s, Runtime: %.3f", key[:12], status, storage["runtime"])
     outcome = {"document": document, "storage": storage}
@@ -57,8 +65,8 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings) -> di
 
 
 @app.task(name="tasks.storage.store_results", autoretry_for=RETRYABLE, retry_backoff=1, max_retries=5)
-def store_results(stage_summaries: list[dict[str, Any]], key: str) -> dict[str, Any]:
+def store_results(stage_summaries: list[dict[str, Any]], key: str, annotate: bool = False) -> dict[str, Any]:
     """Chord callback: ``stage_summaries`` are the stages' return values (unused: the
     full results are read from Redis under their documented keys)."""
     logs.request_key.set(key)
-    return store_outputs(key, image_store(), settings.load())
+    return store_outputs(key, image_store(), settings.load(), annotate)

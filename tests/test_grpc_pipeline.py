@@ -227,3 +227,24 @@ def test_too_large_message_is_resource_exhausted(stack: RunningStack, image_inpu
     with pytest.raises(grpc.RpcError) as raised:
         image_input.ProcessImage(pb.ImageRequest(image_data=b"\0" * (33 * 1024 * 1024)), timeout=30)
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_annotated_copy_on_request(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
+    data = variant(t1_bytes, 13)
+    plain = process(image_input, data)
+    assert plain.storage_response.annotated_path == ""
+    # Asking for the annotated copy of an image processed without it runs it again.
+    response = image_input.ProcessImage(pb.ImageRequest(image_data=data, annotate=True), timeout=60)
+    assert not response.cached
+    path = stack.output_dir / f"{response.redis_key}.annotated.jpg"
+    assert response.storage_response.annotated_path == str(path)
+    with Image.open(path) as drawn, Image.open(io.BytesIO(data)) as original:
+        assert drawn.size == original.size
+        drawn_pixels = drawn.convert("RGB")
+        face = response.faces[0]
+        # The box's top edge is drawn in green.
+        r, g, b = drawn_pixels.getpixel((round((face.box.x1 + face.box.x2) / 2), round(face.box.y1) + 1))
+        assert g > 150 and r < 120 and b < 140
+    # Now the stored result has its annotated copy: the next request is answered from it.
+    again = image_input.ProcessImage(pb.ImageRequest(image_data=data, annotate=True), timeout=60)
+    assert again.cached and again.storage_response.annotated_path == str(path)

@@ -62,3 +62,20 @@ def test_missing_or_failed_stage_makes_the_document_a_failure() -> None:
     failed = build_document("k", "/k.jpg", stage([]), {"status": "Failure", "error": "boom", "runtime": 0, "faces": []})
     assert failed["status"] == "Failure"
     assert failed["stages"]["agegender"]["error"] == "boom"
+
+
+def test_annotation_draws_boxes_points_and_labels() -> None:
+    import numpy as np
+
+    from tasks.annotate import BOX, draw, label
+
+    image = np.zeros((100, 120, 3), dtype=np.uint8)
+    faces = [
+        {"box": {"x1": 20, "y1": 30, "x2": 60, "y2": 80, "score": 0.9}, "landmarks": [[40, 50]], "gender": "Female", "age": 31.4},
+        {"box": {"x1": 70, "y1": 10, "x2": 110, "y2": 40, "score": 0.9}, "landmarks": [], "gender": None, "age": None},
+    ]
+    drawn = draw(image, faces)
+    assert image.max() == 0  # the input is left alone
+    assert tuple(drawn[80, 40]) == BOX and tuple(drawn[25, 110]) == BOX
+    assert drawn[50, 40, 0] > 200  # the landmark point
+    assert label(faces[0]) == "Female 31" and label(faces[1]) == ""
