@@ -92,3 +92,20 @@ def test_cydral_astronaut_is_a_woman(detector: CenterFace, estimator: CydralAgeG
 
 def test_cydral_with_no_faces_returns_nothing(estimator: CydralAgeGender, no_face_bytes: bytes) -> None:
     assert estimator.estimate(decode_image(no_face_bytes, 10**8), []) == []
+
+
+def test_dlib68_gives_68_points_in_each_face(detector: CenterFace, t1_bytes: bytes) -> None:
+    from tasks.backends.dlib68 import Dlib68Landmarks
+
+    dense = Dlib68Landmarks(detector)
+    dense.prepare()
+    image = decode_image(t1_bytes, 10**8)
+    faces = dense.detect(image)
+    assert len(faces) == 6 and dense.point_scheme.startswith("68-point")
+    for face in faces:
+        assert len(face.points) == 68
+        inside = sum(face.box.x1 <= x <= face.box.x2 and face.box.y1 <= y <= face.box.y2 for x, y in face.points)
+        assert inside >= 60
+        xs = [x for x, _ in face.points]
+        assert xs[36] < xs[45]  # the outer corner of the left eye is left of the right eye's
+        assert face.points[8][1] > face.points[30][1] > face.points[19][1]  # chin below nose below brow
