@@ -8,6 +8,7 @@ from collections.abc import Callable
 from tasks.backends.base import AgeGenderEstimator, FaceDetector
 from tasks.backends.centerface import CenterFace
 from tasks.backends.cydral import CydralAgeGender
+from tasks.backends.insightface_pack import InsightFaceAgeGender, InsightFaceDetector
 from tasks.settings import Settings
 
 
@@ -23,8 +24,31 @@ def _embedded_estimator(config: Settings) -> AgeGenderEstimator:
     return CydralAgeGender()
 
 
-DETECTORS: dict[str, Callable[[Settings], FaceDetector]] = {"embedded": _embedded_detector}
-ESTIMATORS: dict[str, Callable[[Settings], AgeGenderEstimator]] = {"embedded": _embedded_estimator}
+def _insightface_detector(config: Settings) -> FaceDetector:
+    # The pack gives 106 points (2d106det) or SCRFD's 5; other counts are left to
+    # whatever refines the detector's faces.
+    return InsightFaceDetector(
+        config.insightface_home,
+        config.insightface_pack,
+        points=106 if config.landmark_points == 106 else 5,
+        threads=config.ort_threads,
+        max_side=config.detect_max_side,
+        threshold=config.detect_threshold,
+    )
+
+
+def _insightface_estimator(config: Settings) -> AgeGenderEstimator:
+    return InsightFaceAgeGender(config.insightface_home, config.insightface_pack, threads=config.ort_threads)
+
+
+DETECTORS: dict[str, Callable[[Settings], FaceDetector]] = {
+    "embedded": _embedded_detector,
+    "insightface": _insightface_detector,
+}
+ESTIMATORS: dict[str, Callable[[Settings], AgeGenderEstimator]] = {
+    "embedded": _embedded_estimator,
+    "insightface": _insightface_estimator,
+}
 
 
 def _pick(table: dict, name: str, variable: str):
