@@ -109,3 +109,21 @@ def test_dlib68_gives_68_points_in_each_face(detector: CenterFace, t1_bytes: byt
         xs = [x for x, _ in face.points]
         assert xs[36] < xs[45]  # the outer corner of the left eye is left of the right eye's
         assert face.points[8][1] > face.points[30][1] > face.points[19][1]  # chin below nose below brow
+
+
+def test_router_picks_backends_and_point_schemes() -> None:
+    import dataclasses
+
+    from tasks import settings
+    from tasks.backends import router
+    from tasks.backends.dlib68 import Dlib68Landmarks
+
+    config = settings.load()
+    assert isinstance(router.face_detector(config), CenterFace)
+    assert isinstance(router.age_gender_estimator(config), CydralAgeGender)
+    dense = router.face_detector(dataclasses.replace(config, landmark_points=68))
+    assert isinstance(dense, Dlib68Landmarks) and isinstance(dense.detector, CenterFace)
+    with pytest.raises(router.UnknownBackend, match="LANDMARK_POINTS=106"):
+        router.face_detector(dataclasses.replace(config, landmark_points=106))
+    with pytest.raises(router.UnknownBackend, match="LANDMARK_BACKEND='tensorflow'"):
+        router.face_detector(dataclasses.replace(config, landmark_backend="tensorflow"))

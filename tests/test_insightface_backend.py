@@ -388,9 +388,11 @@ def test_environment_variables_choose_the_pack(home: Path, monkeypatch: pytest.M
     assert router.age_gender_estimator(loaded).name == f"insightface-{PACK}"
 
 
-def test_point_counts_other_than_106_get_scrfds_5_points(home: Path) -> None:
-    # 68 points come from a refiner on top of a detector's faces, not from the pack.
-    assert router.face_detector(config(home, landmark_points=68)).point_scheme == FIVE_POINT_SCHEME
+def test_68_points_come_from_dlib_on_top_of_scrfd(home: Path) -> None:
+    # 68 points come from dlib's predictor on the detector's faces, not from the pack.
+    dense = router.face_detector(config(home, landmark_points=68))
+    assert dense.point_scheme.startswith("68-point")
+    assert isinstance(dense.detector, InsightFaceDetector) and dense.detector.point_scheme == FIVE_POINT_SCHEME
     with pytest.raises(ValueError, match="5 or 106"):
         InsightFaceDetector(home, PACK, points=68)
 

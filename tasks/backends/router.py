@@ -8,6 +8,7 @@ from collections.abc import Callable
 from tasks.backends.base import AgeGenderEstimator, FaceDetector
 from tasks.backends.centerface import CenterFace
 from tasks.backends.cydral import CydralAgeGender
+from tasks.backends.dlib68 import Dlib68Landmarks
 from tasks.backends.insightface_pack import InsightFaceAgeGender, InsightFaceDetector
 from tasks.settings import Settings
 
@@ -21,7 +22,7 @@ def _embedded_detector(config: Settings) -> FaceDetector:
 
 
 def _embedded_estimator(config: Settings) -> AgeGenderEstimator:
-    return CydralAgeGender()
+    return CydralAgeGender(flip=config.agegender_flip, min_gender_confidence=config.min_gender_confidence)
 
 
 def _insightface_detector(config: Settings) -> FaceDetector:
@@ -58,9 +59,20 @@ def _pick(table: dict, name: str, variable: str):
         raise UnknownBackend(f"{variable}={name!r} is not a backend; choose one of {', '.join(sorted(table))}") from None
 
 
+POINTS = {"embedded": (5, 68), "insightface": (5, 68, 106)}
+
+
 def face_detector(config: Settings) -> FaceDetector:
-    """The landmark stage's detector (not prepared yet)."""
-    return _pick(DETECTORS, config.landmark_backend, "LANDMARK_BACKEND")(config)
+    """The landmark stage's detector (not prepared yet), with 68 dlib points per face
+    when ``LANDMARK_POINTS=68``."""
+    detector = _pick(DETECTORS, config.landmark_backend, "LANDMARK_BACKEND")(config)
+    allowed = POINTS.get(config.landmark_backend, (5,))
+    if config.landmark_points not in allowed:
+        raise UnknownBackend(
+            f"LANDMARK_POINTS={config.landmark_points} is not offered by LANDMARK_BACKEND="
+            f"{config.landmark_backend}; choose one of {', '.join(map(str, allowed))}"
+        )
+    return Dlib68Landmarks(detector) if config.landmark_points == 68 else detector
 
 
 def age_gender_estimator(config: Settings) -> AgeGenderEstimator:
