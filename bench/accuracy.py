@@ -49,7 +49,7 @@ def backends(config: settings.Settings) -> dict[str, tuple[FaceDetector, AgeGend
                 model.prepare()
             found[f"insightface {config.insightface_pack}"] = pair
         except Exception as error:  # the pack is the user's to download
-            found[f"insightface {config.insightface_pack}"] = f"not run: {error}".splitlines()[0]
+            found[f"insightface {config.insightface_pack}"] = f"not run: {str(error).split('. ')[0]}"
     return found
 
 
