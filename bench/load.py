@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import collections
 import io
-import itertools
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed

@@ -29,10 +29,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
-import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
 from tasks.backends.base import AgeGender, Box, DetectedFace
+from tasks.backends.onnx_session import CPU, cpu_options
 from tasks.imaging import RGBImage
 
 FIVE_POINT_SCHEME = (
@@ -41,7 +41,6 @@ FIVE_POINT_SCHEME = (
 )
 HUNDRED_SIX_POINT_SCHEME = "106-point (insightface 2d106det): 2D landmarks in that model's order"
 
-_PROVIDERS = ["CPUExecutionProvider"]
 _DETECTION = "detection"
 _LANDMARK_106 = "landmark_2d_106"
 _GENDERAGE = "genderage"
@@ -93,17 +92,6 @@ def _check_pack_directory(directory: Path, pack: str) -> list[Path]:
     return files
 
 
-def _session_options(threads: int) -> ort.SessionOptions:
-    """The same CPU settings as our other backends' sessions."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
-
-
 class InsightFaceDetector:
     """Face detector from an insightface pack: ``prepare()`` once, then ``detect(rgb)``.
 
@@ -148,8 +136,8 @@ class InsightFaceDetector:
             app = FaceAnalysis(
                 name=str(self.directory.resolve()),
                 allowed_modules=modules,
-                providers=_PROVIDERS,
-                sess_options=_session_options(self.threads),
+                providers=CPU,
+                sess_options=cpu_options(self.threads),
             )
         except (AssertionError, KeyError):  # insightface asserts that a detector was found
             app = None
@@ -236,7 +224,7 @@ class InsightFaceAgeGender:
 
         # A path ending in .onnx is loaded as is; get_model downloads only with download=True.
         model = model_zoo.get_model(
-            str(path), providers=_PROVIDERS, sess_options=_session_options(self.threads)
+            str(path), providers=CPU, sess_options=cpu_options(self.threads)
         )
         if model is None or getattr(model, "taskname", None) != _GENDERAGE:
             raise ModelPackMissing(f"insightface does not load {path} as an age/gender model")
