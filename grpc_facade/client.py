@@ -143,7 +143,8 @@ def run(
             else:
                 futures = [pool.submit(process_file, stub, path, timeout, recompute, annotate) for path in paths]
             outcomes = []
-            for future in tqdm(futures, desc="images", unit="img", disable=not progress):
+            # disable=None: no bar when stderr is not a terminal (logs, CI)
+            for future in tqdm(futures, desc="images", unit="img", disable=None if progress else True):
                 outcome = future.result()
                 log_outcome(outcome)
                 outcomes.append(outcome)

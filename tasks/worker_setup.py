@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from typing import Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_process_init
 
 from tasks import logs
-
 from tasks.models import MODELS_BY_QUEUE
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,20 @@ def _remember_queues(options: dict[str, Any] | None = None, **_: Any) -> None:
 
 @worker_process_init.connect
 def _load_models(**_: Any) -> None:
-    """Runs in each pool process: build and warm up the models its queues need."""
+    """Runs in each pool process: build and warm up the models its queues need.
+
+    A model that cannot load (a missing insightface pack, say) stops the whole worker
+    at start, with the reason in its log, instead of failing every task later.
+    """
     loaders = {loader for queue in _queues for loader in MODELS_BY_QUEUE.get(queue, ())}
     started = time.perf_counter()
-    for loader in loaders:
-        loader()
+    try:
+        for loader in loaders:
+            loader()
+    except Exception as error:
+        log.critical("cannot load the models for queue %s, stopping this worker: %s", ",".join(_queues), error)
+        os.kill(os.getppid(), signal.SIGTERM)  # the worker's main process: a warm shutdown
+        raise
     if loaders:
         log.info("models for %s ready in %.2fs", ",".join(_queues), time.perf_counter() - started)
 

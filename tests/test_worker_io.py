@@ -1,0 +1,51 @@
+"""How a stage runs inside a task: any failure becomes a stored Failure result, so the
+chord always completes (against the session's real Redis, without a worker)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tasks import worker_io
+from tests.conftest import RunningStack
+
+KEY = "e" * 64
+
+
+@pytest.fixture
+def real_store(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("REDIS_URL", stack.redis_url)
+    worker_io.image_store.cache_clear()
+    yield
+    worker_io.image_store.cache_clear()
+    stack.redis.delete(KEY, f"{KEY}:landmark")
+
+
+def test_a_model_that_raises_becomes_a_failure_result(stack: RunningStack, real_store: None) -> None:
+    stack.redis.set(KEY, b"image bytes", ex=60)
+
+    def broken_model(data: bytes) -> dict:
+        assert data == b"image bytes"  # fetched from Redis for the stage
+        raise RuntimeError("the network produced NaNs")
+
+    summary = worker_io.run_stage(KEY, "landmark", broken_model)
+    assert summary == {"stage": "landmark", "status": "Failure", "runtime": 0.0, "error": "RuntimeError: the network produced NaNs"}
+    stored = json.loads(stack.redis.get(f"{KEY}:landmark"))
+    assert stored["status"] == "Failure" and stored["faces"] == []
+
+
+def test_an_expired_image_becomes_a_failure_result(stack: RunningStack, real_store: None) -> None:
+    summary = worker_io.run_stage(KEY, "landmark", lambda data: pytest.fail("no image, no work"))
+    assert summary["status"] == "Failure" and "not in Redis" in summary["error"]
+
+
+def test_redis_errors_propagate_for_celery_to_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    worker_io.image_store.cache_clear()
+    try:
+        with pytest.raises(worker_io.RETRYABLE):
+            worker_io.run_stage(KEY, "landmark", lambda data: {})
+    finally:
+        worker_io.image_store.cache_clear()
