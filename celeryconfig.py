@@ -32,13 +32,14 @@ worker_prefetch_multiplier = 1
 broker_transport_options = {"visibility_timeout": _config.visibility_timeout}
 
 result_expires = _config.result_ttl
-result_extended = True
 
 # A pool process loads and warms up its models before it reports for work
 # (tasks/worker_setup.py); give it time to, on a slow or busy machine.
 worker_proc_alive_timeout = 120
 
-# Events for Flower.
+# Events for Flower: the workers' received/started/succeeded events are enough for its
+# tasks page. Not sent: "task-sent" events from the facade and STARTED states in the
+# result store; each cost a Redis round trip per task (publishing a chord: 9.6 -> 6.1 ms).
 worker_send_task_events = True
-task_send_sent_event = True
-task_track_started = True
+task_send_sent_event = False
+task_track_started = False
