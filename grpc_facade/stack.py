@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,14 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
     config = settings.load()
 
-    stopping = threading.Event()
+    # Ctrl-C or SIGTERM at any moment (starting, batch, serving) stops the stack in order.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+        signal.signal(signum, _interrupt)
 
     stack = Stack(config, flower=not args.no_flower, log_dir=args.log_dir)
-    code = 0
     try:
         stack.start()
+        code = 0
         if args.mode == "batch":
             paths = client.expand([str(config.images_dir)])
             log.info("processing %d images from %s", len(paths), config.images_dir)
@@ -231,17 +230,24 @@ def main(argv: list[str] | None = None) -> int:
             if args.exit:
                 return code
         log.info("serving until Ctrl-C")
-        while not stopping.wait(1.0):
+        while True:
+            time.sleep(1.0)
             failed = stack.first_failure()
             if failed:
                 log.error("%s exited unexpectedly; stopping the stack", failed)
                 return 1
-        return code
+    except KeyboardInterrupt:
+        log.info("interrupted; stopping the stack")
+        return 0
     except StackError as error:
         log.error("%s", error)
         return 1
     finally:
         stack.stop()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,27 @@ def test_run_sh_help_lists_its_commands() -> None:
 def test_run_sh_rejects_an_unknown_command() -> None:
     result = subprocess.run([str(PROJECT_ROOT / "run.sh"), "frobnicate"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "unknown command" in result.stderr
+
+
+def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path) -> None:
+    import os
+    import signal
+    import time
+
+    from tests.conftest import free_port
+
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
+               OUTPUT_DIR=str(tmp_path / "out"), PYTHONPATH=str(PROJECT_ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(tmp_path / "logs")],
+        env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "logs" / "facade.log").exists():  # starting: children are up, not yet serving
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=90)  # well before the 180 s start-up limit
+    assert process.returncode == 0
+    assert "interrupted; stopping the stack" in output and "stack stopped" in output
+    assert "stack ready" not in output
