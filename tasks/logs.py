@@ -34,12 +34,23 @@ def _current_task_key() -> str:
     return next((a for a in args if isinstance(a, str) and _KEY.fullmatch(a)), "")
 
 
+def _key_in_arguments(record: logging.LogRecord) -> str:
+    """A key among the values of the log call (Celery's "Task ... received" lines carry
+    the task's arguments there)."""
+    values = record.args.values() if isinstance(record.args, dict) else (record.args or ())
+    for value in values:
+        found = _KEY.search(value) if isinstance(value, str) else None
+        if found:
+            return found.group(0)
+    return ""
+
+
 class KeyFilter(logging.Filter):
     """Adds ``record.key``: the request's image key, or ``""`` outside a request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "key", ""):
-            record.key = request_key.get() or _current_task_key()
+            record.key = request_key.get() or _current_task_key() or _key_in_arguments(record)
         return True
 
 

@@ -84,3 +84,6 @@ def test_json_logs_of_every_process_carry_the_key(own_stack: Stack, astronaut_by
         mine = [line for line in lines if line.get("key") == response.redis_key]
         assert mine, f"no JSON line of {name} carries the key"
         assert all({"time", "level", "message"} <= set(line) for line in mine)
+        if name.startswith("worker"):  # Celery's own lines of the request carry it too
+            assert any(line["message"].endswith(" received") for line in mine), name
+            assert any(" succeeded in " in line["message"] for line in mine), name

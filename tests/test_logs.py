@@ -56,3 +56,12 @@ def test_every_process_logs_the_key_of_a_request(stack: RunningStack, image_inpu
     assert tag in (stack.log_dir / "worker-landmark.log").read_text()
     assert tag in (stack.log_dir / "worker-agegender.log").read_text()
     assert tag in (stack.log_dir / "worker-storage.log").read_text()
+
+
+def test_celery_received_lines_get_the_key_from_the_task_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    logger, stream = capture(monkeypatch, "json")
+    key = "0123456789abcdef" * 4
+    logger.info("Task %(name)s[%(id)s] received", {"name": "tasks.landmark.detect_landmarks", "id": "t-1", "args": f"('{key}', 'run-1')"})
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "Task tasks.landmark.detect_landmarks[t-1] received"
+    assert line["key"] == key
