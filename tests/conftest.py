@@ -28,6 +28,7 @@ from celery import Celery
 from PIL import Image
 
 from grpc_facade.stack import Stack, health_serving
+from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import settings
 from tasks.settings import PROJECT_ROOT
@@ -172,3 +173,17 @@ def kill(stack: Stack, name: str) -> None:
     process = stack.child(name).process
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+SERVICES = ["ProcessImage", "DetectLandmarks", "EstimateAgeGender", "StoreData"]
+
+
+def call_service(stack: RunningStack, service: str, data: bytes, timeout: float = 30):
+    """Send ``data`` to one of the four services."""
+    if service == "ProcessImage":
+        return pb_grpc.ImageInputStub(stack.channel).ProcessImage(pb.ImageRequest(image_data=data), timeout=timeout)
+    if service == "DetectLandmarks":
+        return pb_grpc.FaceLandmarkDetectionStub(stack.channel).DetectLandmarks(pb.LandmarkRequest(image_data=data), timeout=timeout)
+    if service == "EstimateAgeGender":
+        return pb_grpc.AgeGenderEstimationStub(stack.channel).EstimateAgeGender(pb.AgeGenderRequest(image_data=data), timeout=timeout)
+    return pb_grpc.DataStorageStub(stack.channel).StoreData(pb.StorageRequest(image_data=data), timeout=timeout)

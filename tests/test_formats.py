@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
+from PIL import Image
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,7 @@ from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.backends.base import Box
 from tasks.imaging import ImageError, decode_image
-from tests.conftest import T1_JPG, RunningStack
+from tests.conftest import T1_JPG, RunningStack, call_service
 from tests.formats import accepted_variants, exif_rotated, one_pixel
 
 LIMIT = 50_000_000
@@ -35,6 +36,19 @@ def test_each_format_finds_the_six_faces(stack: RunningStack, image_input, name:
     assert response.status == "Success"
     assert len(response.faces) == 6
     assert (stack.output_dir / f"{response.redis_key}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_each_format_through_each_stage_service(stack: RunningStack, name: str) -> None:
+    data = VARIANTS[name]
+    landmarks = call_service(stack, "DetectLandmarks", data, timeout=60)
+    assert landmarks.status == "Success" and len(landmarks.faces) == 6
+    agegender = call_service(stack, "EstimateAgeGender", data, timeout=60)
+    assert agegender.status == "Success" and len(agegender.faces) == 6
+    storage = call_service(stack, "StoreData", data, timeout=60)
+    assert storage.status == "Success"
+    with Image.open(storage.image_path) as saved:
+        assert saved.format == "JPEG" and saved.size == (1280, 886)
 
 
 def boxes(response: pb.CombinedResponse) -> list[Box]:

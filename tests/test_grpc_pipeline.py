@@ -13,7 +13,7 @@ from PIL import Image
 
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tests.conftest import RunningStack, variant
+from tests.conftest import SERVICES, RunningStack, call_service, variant
 from tests.formats import header_with_garbage, png_bomb
 
 QUEUES = ("landmark", "agegender", "storage")
@@ -109,20 +109,14 @@ def truncated(data: bytes) -> bytes:
     ],
     ids=["empty", "not-an-image", "truncated-jpeg", "header-then-garbage", "decompression-bomb"],
 )
-@pytest.mark.parametrize("service", ["ProcessImage", "DetectLandmarks", "EstimateAgeGender", "StoreData"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_bad_input_is_invalid_argument_and_leaves_nothing(
     stack: RunningStack, t1_bytes: bytes, make, message: str, service: str
 ) -> None:
     data = make(t1_bytes)
-    call = {
-        "ProcessImage": lambda: pb_grpc.ImageInputStub(stack.channel).ProcessImage(pb.ImageRequest(image_data=data), timeout=30),
-        "DetectLandmarks": lambda: pb_grpc.FaceLandmarkDetectionStub(stack.channel).DetectLandmarks(pb.LandmarkRequest(image_data=data), timeout=30),
-        "EstimateAgeGender": lambda: pb_grpc.AgeGenderEstimationStub(stack.channel).EstimateAgeGender(pb.AgeGenderRequest(image_data=data), timeout=30),
-        "StoreData": lambda: pb_grpc.DataStorageStub(stack.channel).StoreData(pb.StorageRequest(image_data=data), timeout=30),
-    }[service]
     before = set(stack.output_dir.glob("*")) if stack.output_dir.exists() else set()
     with pytest.raises(grpc.RpcError) as raised:
-        call()
+        call_service(stack, service, data)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in raised.value.details()
     key = hashlib.sha256(data).hexdigest()
@@ -223,9 +217,10 @@ def test_get_result_errors(image_input, key: str, code: grpc.StatusCode) -> None
     assert raised.value.code() == code
 
 
-def test_too_large_message_is_resource_exhausted(stack: RunningStack, image_input) -> None:
+@pytest.mark.parametrize("service", SERVICES)
+def test_too_large_message_is_resource_exhausted(stack: RunningStack, service: str) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        image_input.ProcessImage(pb.ImageRequest(image_data=b"\0" * (33 * 1024 * 1024)), timeout=30)
+        call_service(stack, service, b"\0" * (33 * 1024 * 1024))
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
