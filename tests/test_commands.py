@@ -58,3 +58,14 @@ def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path) -> None:
     assert process.returncode == 0
     assert "interrupted; stopping the stack" in output and "stack stopped" in output
     assert "stack ready" not in output
+
+
+def test_readme_documents_every_setting() -> None:
+    import re
+
+    source = (PROJECT_ROOT / "tasks" / "settings.py").read_text()
+    variables = set(re.findall(r'_env_\w+\("([A-Z_]+)"', source)) | set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', source))
+    assert len(variables) > 20
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):readme.index("## Logs")]
+    assert sorted(v for v in variables if f"`{v}`" not in table) == []
