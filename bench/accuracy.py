@@ -28,6 +28,7 @@ from tasks import settings  # noqa: E402
 from tasks.backends import router  # noqa: E402
 from tasks.backends.base import AgeGenderEstimator, FaceDetector  # noqa: E402
 from tasks.backends.cydral import CydralAgeGender  # noqa: E402
+from tasks.backends.views import Abstaining, Mirrored  # noqa: E402
 from tasks.imaging import decode_image  # noqa: E402
 
 LETTER = {"Male": "M", "Female": "F", "Unknown": "?"}
@@ -37,12 +38,13 @@ def backends(config: settings.Settings) -> dict[str, tuple[FaceDetector, AgeGend
     """Name -> (detector, estimator), or a reason it cannot run here."""
     detector = router.face_detector(dataclasses.replace(config, landmark_backend="embedded"))
     found: dict[str, tuple[FaceDetector, AgeGenderEstimator] | str] = {
-        "embedded as a new user gets it (no flip, no threshold)": (detector, CydralAgeGender(flip=False, min_gender_confidence=0)),
-        "embedded + flip averaging": (detector, CydralAgeGender(flip=True, min_gender_confidence=0)),
-        "embedded + flip + Unknown below 0.75 (default)": (detector, CydralAgeGender(flip=True, min_gender_confidence=0.75)),
+        "embedded as a new user gets it (no flip, no threshold)": (detector, CydralAgeGender()),
+        "embedded + flip averaging": (detector, Mirrored(CydralAgeGender())),
+        "embedded + flip + Unknown below 0.75 (default)": (detector, Abstaining(Mirrored(CydralAgeGender()), 0.75)),
     }
-    if "insightface" in router.DETECTORS:
-        insight = dataclasses.replace(config, landmark_backend="insightface", agegender_backend="insightface")
+    if "insightface" in router.DETECTORS:  # with the default flip and threshold
+        insight = dataclasses.replace(config, landmark_backend="insightface", agegender_backend="insightface",
+                                      agegender_flip=True, min_gender_confidence=0.75)
         try:
             pair = (router.face_detector(insight), router.age_gender_estimator(insight))
             for model in pair:

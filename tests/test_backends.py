@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from tasks.backends.centerface import CenterFace
+from tasks.backends.base import AgeGender, Box, DetectedFace
 from tasks.backends.cydral import CydralAgeGender
+from tasks.backends.views import Abstaining, Mirrored, male_probability, mirror
 from tasks.imaging import decode_image
 
 
@@ -18,10 +20,16 @@ def detector() -> CenterFace:
 
 
 @pytest.fixture(scope="module")
-def estimator() -> CydralAgeGender:
+def plain() -> CydralAgeGender:
     model = CydralAgeGender()
     model.prepare()
     return model
+
+
+@pytest.fixture(scope="module")
+def estimator(plain: CydralAgeGender) -> Abstaining:
+    """The default stack: mirrored second view, Unknown below 0.75."""
+    return Abstaining(Mirrored(plain), 0.75)
 
 
 def test_centerface_finds_all_six_faces_of_t1(detector: CenterFace, t1_bytes: bytes) -> None:
@@ -62,7 +70,7 @@ def test_network_size_is_bounded_and_a_multiple_of_32(detector: CenterFace) -> N
 T1_GENDERS = ["Female", "Female", "Male", "Male", "Male", "Female"]
 
 
-def test_cydral_gets_no_gender_of_t1_wrong(detector: CenterFace, estimator: CydralAgeGender, t1_bytes: bytes) -> None:
+def test_default_estimator_gets_no_gender_of_t1_wrong(detector: CenterFace, estimator: Abstaining, t1_bytes: bytes) -> None:
     image = decode_image(t1_bytes, 10**8)
     faces = sorted(detector.detect(image), key=lambda face: face.box.x1)
     estimates = estimator.estimate(image, faces)
@@ -72,25 +80,58 @@ def test_cydral_gets_no_gender_of_t1_wrong(detector: CenterFace, estimator: Cydr
         assert 0 <= estimate.age_confidence <= 1 and 0.5 <= estimate.gender_confidence <= 1
         # Right, or Unknown below the confidence threshold; never the wrong gender.
         assert estimate.gender in {truth, "Unknown"}
-        assert (estimate.gender == "Unknown") == (estimate.gender_confidence < estimator.min_gender_confidence)
+        assert (estimate.gender == "Unknown") == (estimate.gender_confidence < estimator.min_confidence)
     assert [e.gender for e in estimates].count("Unknown") <= 1
 
 
-def test_cydral_without_threshold_always_answers(detector: CenterFace, t1_bytes: bytes) -> None:
-    estimator = CydralAgeGender(flip=False, min_gender_confidence=0.0)
-    estimator.prepare()
+def test_cydral_alone_always_answers(detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes) -> None:
     image = decode_image(t1_bytes, 10**8)
-    assert {e.gender for e in estimator.estimate(image, detector.detect(image))} == {"Male", "Female"}
+    estimates = plain.estimate(image, detector.detect(image))
+    assert {e.gender for e in estimates} == {"Male", "Female"}
+    assert all(1 <= e.age <= 100 and 0.5 <= e.gender_confidence <= 1 for e in estimates)
 
 
-def test_cydral_astronaut_is_a_woman(detector: CenterFace, estimator: CydralAgeGender, astronaut_bytes: bytes) -> None:
+def test_mirrored_view_averages_male_probability(detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes) -> None:
+    image = decode_image(t1_bytes, 10**8)
+    faces = detector.detect(image)
+    width = image.shape[1]
+    once = plain.estimate(image, faces)
+    flipped = plain.estimate(np.ascontiguousarray(image[:, ::-1]), [mirror(f, width) for f in faces])
+    both = Mirrored(plain).estimate(image, faces)
+    for a, b, averaged in zip(once, flipped, both):
+        assert male_probability(averaged) == pytest.approx((male_probability(a) + male_probability(b)) / 2)
+        assert averaged.age == pytest.approx((a.age + b.age) / 2)
+
+
+def test_mirror_maps_a_face_into_the_flipped_picture() -> None:
+    face = DetectedFace(Box(10, 5, 30, 40, 0.9), ((12.0, 8.0), (28.0, 9.0)))
+    flipped = mirror(face, 100)
+    assert (flipped.box.x1, flipped.box.x2, flipped.box.y1, flipped.box.y2) == (70, 90, 5, 40)
+    assert flipped.points == ((88.0, 8.0), (72.0, 9.0))
+    assert mirror(flipped, 100) == face
+
+
+def test_abstaining_says_unknown_below_the_threshold() -> None:
+    class Fixed:
+        name = "fixed"
+
+        def prepare(self) -> None: ...
+
+        def estimate(self, image, faces):
+            return [AgeGender(30, 0.5, "Male", 0.74), AgeGender(40, 0.5, "Female", 0.76)]
+
+    estimates = Abstaining(Fixed(), 0.75).estimate(np.zeros((2, 2, 3), np.uint8), [])
+    assert [(e.gender, e.gender_confidence) for e in estimates] == [("Unknown", 0.74), ("Female", 0.76)]
+
+
+def test_cydral_astronaut_is_a_woman(detector: CenterFace, estimator: Abstaining, astronaut_bytes: bytes) -> None:
     image = decode_image(astronaut_bytes, 10**8)
     faces = detector.detect(image)
     assert len(faces) == 1
     assert estimator.estimate(image, faces)[0].gender == "Female"
 
 
-def test_cydral_with_no_faces_returns_nothing(estimator: CydralAgeGender, no_face_bytes: bytes) -> None:
+def test_cydral_with_no_faces_returns_nothing(estimator: Abstaining, no_face_bytes: bytes) -> None:
     assert estimator.estimate(decode_image(no_face_bytes, 10**8), []) == []
 
 
@@ -120,7 +161,11 @@ def test_router_picks_backends_and_point_schemes() -> None:
 
     config = settings.load()
     assert isinstance(router.face_detector(config), CenterFace)
-    assert isinstance(router.age_gender_estimator(config), CydralAgeGender)
+    default = router.age_gender_estimator(config)
+    assert isinstance(default, Abstaining) and isinstance(default.estimator, Mirrored)
+    assert isinstance(default.estimator.estimator, CydralAgeGender)
+    bare = router.age_gender_estimator(dataclasses.replace(config, agegender_flip=False, min_gender_confidence=0))
+    assert isinstance(bare, CydralAgeGender)
     dense = router.face_detector(dataclasses.replace(config, landmark_points=68))
     assert isinstance(dense, Dlib68Landmarks) and isinstance(dense.detector, CenterFace)
     with pytest.raises(router.UnknownBackend, match="LANDMARK_POINTS=106"):

@@ -368,10 +368,11 @@ def test_estimator_finds_the_genderage_model_by_its_signature(tmp_path: Path) ->
 
 def test_router_builds_the_insightface_backends_from_settings(home: Path) -> None:
     detector = router.face_detector(config(home))
-    estimator = router.age_gender_estimator(config(home))
+    estimator = router.age_gender_estimator(config(home))  # with the default mirrored view and threshold
+    model = estimator.estimator.estimator
     assert isinstance(detector, InsightFaceDetector)
-    assert isinstance(estimator, InsightFaceAgeGender)
-    assert detector.directory == estimator.directory == home / "models" / PACK
+    assert isinstance(model, InsightFaceAgeGender)
+    assert detector.directory == model.directory == home / "models" / PACK
     detector.prepare()
     estimator.prepare()
     image = picture(320, 320, [(112, 112, 96, RED)])
@@ -385,7 +386,7 @@ def test_environment_variables_choose_the_pack(home: Path, monkeypatch: pytest.M
     monkeypatch.setenv("INSIGHTFACE_PACK", PACK)
     loaded = settings.load()
     assert router.face_detector(loaded).directory == home.resolve() / "models" / PACK
-    assert router.age_gender_estimator(loaded).name == f"insightface-{PACK}"
+    assert router.age_gender_estimator(loaded).name == f"insightface-{PACK}+mirrored"
 
 
 def test_68_points_come_from_dlib_on_top_of_scrfd(home: Path) -> None:

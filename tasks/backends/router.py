@@ -10,6 +10,7 @@ from tasks.backends.centerface import CenterFace
 from tasks.backends.cydral import CydralAgeGender
 from tasks.backends.dlib68 import Dlib68Landmarks
 from tasks.backends.insightface_pack import InsightFaceAgeGender, InsightFaceDetector
+from tasks.backends.views import Abstaining, Mirrored
 from tasks.settings import Settings
 
 
@@ -22,7 +23,7 @@ def _embedded_detector(config: Settings) -> FaceDetector:
 
 
 def _embedded_estimator(config: Settings) -> AgeGenderEstimator:
-    return CydralAgeGender(flip=config.agegender_flip, min_gender_confidence=config.min_gender_confidence)
+    return CydralAgeGender()
 
 
 def _insightface_detector(config: Settings) -> FaceDetector:
@@ -76,5 +77,9 @@ def face_detector(config: Settings) -> FaceDetector:
 
 
 def age_gender_estimator(config: Settings) -> AgeGenderEstimator:
-    """The age/gender stage's estimator (not prepared yet)."""
-    return _pick(ESTIMATORS, config.agegender_backend, "AGEGENDER_BACKEND")(config)
+    """The age/gender stage's estimator (not prepared yet), averaged over a mirrored view
+    (``AGEGENDER_FLIP``) and saying ``Unknown`` below ``MIN_GENDER_CONFIDENCE``."""
+    estimator = _pick(ESTIMATORS, config.agegender_backend, "AGEGENDER_BACKEND")(config)
+    if config.agegender_flip:
+        estimator = Mirrored(estimator)
+    return Abstaining(estimator, config.min_gender_confidence) if config.min_gender_confidence > 0 else estimator
