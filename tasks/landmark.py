@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks import app, models, settings, stages
 from tasks.imaging import decode_reduced
-from tasks.worker_io import RETRYABLE, run_stage
+from tasks.worker_io import RETRYABLE, image_store, run_stage
 
 
 def _detect(data: bytes, run_id: str | None) -> dict[str, Any]:
@@ -23,4 +23,7 @@ def detect_landmarks(key: str, run_id: str | None = None) -> dict[str, Any]:
     ``run_id`` (the chord's) is written with the result, so that the age/gender task of
     the same run can use these detections instead of detecting faces again.
     """
-    return run_stage(key, "landmark", lambda data: _detect(data, run_id))
+    summary = run_stage(key, "landmark", lambda data: _detect(data, run_id))
+    if run_id is not None:
+        image_store().announce(key, "landmark", run_id)  # wakes the age/gender task of this run
+    return summary

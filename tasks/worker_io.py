@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -32,19 +31,16 @@ def shared_faces(key: str, run_id: str, wait: float) -> list[DetectedFace] | Non
     ``None`` when that stage failed or has not answered within ``wait`` seconds: the
     caller then detects faces itself.
     """
-    deadline = time.monotonic() + wait
-    pause = 0.002
-    while True:
-        result = image_store().get_stage_result(key, "landmark")
-        if result is not None and result.get("run_id") == run_id:
-            if result["status"] != stages.SUCCESS:
-                return None
-            return [DetectedFace.from_dict(face) for face in result["faces"]]
-        if time.monotonic() > deadline:
+    store = image_store()
+    result = store.get_stage_result(key, "landmark")
+    if result is None or result.get("run_id") != run_id:
+        if not store.wait_for(key, "landmark", run_id, wait):
             log.warning("[%s] no landmark result after %.1fs; detecting faces here", key[:12], wait)
             return None
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.005)  # a GET costs ~0.1 ms: waking late costs more
+        result = store.get_stage_result(key, "landmark")
+    if result is None or result.get("run_id") != run_id or result["status"] != stages.SUCCESS:
+        return None
+    return [DetectedFace.from_dict(face) for face in result["faces"]]
 
 
 def run_stage(key: str, stage: str, work: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
