@@ -12,6 +12,7 @@ processes can be started by hand, by docker-compose, or on other machines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -19,7 +20,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -116,13 +119,15 @@ class Stack:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed below
-        process = subprocess.Popen(
-            argv, env=env or self.env, cwd=settings.PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT if output else None,
-            start_new_session=True,  # Ctrl-C reaches only this launcher, which stops children in order
-        )
+        with _no_interruption():  # a child started is a child recorded, so stop() reaches it
+            process = subprocess.Popen(
+                argv, env=env or self.env, cwd=settings.PROJECT_ROOT, stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,  # Ctrl-C reaches only this launcher, which stops children in order
+            )
+            self.children.append(Child(name, argv, process, env or self.env))
         if output is not None:
             output.close()  # the child holds its own copy
-        self.children.append(Child(name, argv, process, env or self.env))
         log.info("started %s (pid %d)", name, process.pid)
         return process
 
@@ -246,8 +251,27 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
 
 
+_deferred: list[int] = []  # signals received inside _no_interruption()
+_shielded = threading.local()
+
+
 def _interrupt(signum: int, _frame: object) -> None:
+    if getattr(_shielded, "active", False):
+        _deferred.append(signum)
+        return
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _no_interruption() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM back until the block is done, then act on them."""
+    _shielded.active = True
+    try:
+        yield
+    finally:
+        _shielded.active = False
+    if _deferred:
+        raise KeyboardInterrupt(signal.Signals(_deferred.pop()).name)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +59,19 @@ def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path) -> None:
     assert process.returncode == 0
     assert "interrupted; stopping the stack" in output and "stack stopped" in output
     assert "stack ready" not in output
+    assert processes_with(env["OUTPUT_DIR"]) == []  # every child it had started is gone
+
+
+def processes_with(marker: str) -> list[int]:
+    """Processes whose environment contains ``marker`` (this test's own folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_readme_documents_every_setting() -> None:
