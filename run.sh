@@ -30,20 +30,25 @@ find_python() {
   echo "run.sh: Python 3.11 or newer is required" >&2; return 1
 }
 
+# install FILE: pip-install a requirements file unless it (and requirements.txt) did not
+# change since the last successful install of it.
+install() {
+  local file="$1" stamp="$VENV/.${1%.txt}.sha256" want
+  want="$(cat "$file" requirements.txt | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "run.sh: installing $file" >&2
+    "$PY" -m pip install --disable-pip-version-check -q --upgrade pip
+    "$PY" -m pip install --disable-pip-version-check -q -r "$file"
+    echo "$want" > "$stamp"
+  fi
+}
+
 setup() {
   if [ ! -x "$PY" ]; then
     echo "run.sh: creating the virtual environment in $VENV" >&2
     "$(find_python)" -m venv "$VENV"
   fi
-  # Install when requirements.txt changed since the last successful install.
-  local stamp="$VENV/.requirements.sha256" want
-  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "run.sh: installing requirements.txt" >&2
-    "$PY" -m pip install --disable-pip-version-check -q --upgrade pip
-    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt
-    echo "$want" > "$stamp"
-  fi
+  install requirements.txt
   # The gRPC stubs are generated, never edited or committed.
   "$PY" -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. proto/image_processing.proto
 }
@@ -64,7 +69,7 @@ command="${1:-batch}"
 case "$command" in
   batch) setup; exec "$PY" -m grpc_facade.stack batch "$@" ;;
   serve) setup; exec "$PY" -m grpc_facade.stack serve "$@" ;;
-  test)  setup; test_setup; exec "$PY" -m pytest "$@" ;;
+  test)  setup; install requirements-test.txt; test_setup; exec "$PY" -m pytest "$@" ;;
   client) setup; exec "$PY" -m grpc_facade.client "$@" ;;
   setup) setup ;;
   -h|--help|help) usage ;;
