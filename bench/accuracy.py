@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import append_to_section  # noqa: E402
 from tasks import settings  # noqa: E402
 from tasks.backends import router  # noqa: E402
 from tasks.backends.base import AgeGenderEstimator, FaceDetector  # noqa: E402
@@ -115,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if args.append:
-        with open(ROOT / "docs" / "benchmarks.md", "a") as handle:
-            handle.write("\n## Accuracy (`bench/accuracy.py`)\n\n" + table)
+        append_to_section("Accuracy (`bench/accuracy.py`)", table)
     return 0
 
 

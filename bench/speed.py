@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from grpc_facade.stack import health_serving  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
+from bench.report import append_to_section  # noqa: E402
 from tasks import settings  # noqa: E402
 
 CONCURRENCY = (1, 2, 4, 8)
@@ -246,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
-        with open(ROOT / "docs" / "benchmarks.md", "a") as handle:
-            handle.write("\n" + table)
+        append_to_section("Speed and memory (`bench/speed.py`)", table)
     return 0
 
 
