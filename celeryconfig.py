@@ -3,6 +3,7 @@
 Values come from the environment through ``tasks.settings`` (see the README's table).
 """
 
+from tasks import QUEUES
 from tasks import settings as _settings
 
 _config = _settings.load()
@@ -18,11 +19,7 @@ accept_content = ["json"]
 result_accept_content = ["json"]
 
 imports = ("tasks.worker_setup", "tasks.landmark", "tasks.agegender", "tasks.storage")
-task_routes = {
-    "tasks.landmark.*": {"queue": "landmark"},
-    "tasks.agegender.*": {"queue": "agegender"},
-    "tasks.storage.*": {"queue": "storage"},
-}
+task_routes = {f"tasks.{queue}.*": {"queue": queue} for queue in QUEUES}
 
 # A task is acknowledged only after it ran, so a worker killed mid-task loses nothing:
 # the message goes back to the queue and another (or the restarted) worker runs it.

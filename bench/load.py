@@ -32,10 +32,9 @@ from grpc_facade import channels  # noqa: E402
 from grpc_facade.client import expand  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
-from tasks import settings  # noqa: E402
+from tasks import QUEUES, settings  # noqa: E402
 from tasks.output import output_paths  # noqa: E402
 
-QUEUES = ("landmark", "agegender", "storage")
 
 
 def reencoded(data: bytes, quality: int) -> bytes:

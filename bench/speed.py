@@ -43,10 +43,9 @@ from grpc_facade.stack import health_serving  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from bench.report import append_to_section  # noqa: E402
-from tasks import settings  # noqa: E402
+from tasks import QUEUES, settings  # noqa: E402
 
 CONCURRENCY = (1, 2, 4, 8)
-QUEUES = ("landmark", "agegender", "storage")
 
 
 def free_port() -> int:

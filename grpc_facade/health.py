@@ -11,12 +11,11 @@ import threading
 
 from grpc_health.v1 import health, health_pb2
 
-from tasks import app
+from tasks import QUEUES, app
 from tasks.store import ImageStore
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("landmark", "agegender", "storage")
 
 
 def consumed_queues(timeout: float = 1.0) -> set[str]:

@@ -31,12 +31,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from grpc_facade import channels, client
-from tasks import logs
+from tasks import QUEUES, logs
 from tasks import settings, store
 
 log = logging.getLogger("stack")
 
-QUEUES = ("landmark", "agegender", "storage")
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 

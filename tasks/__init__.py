@@ -9,5 +9,8 @@ Task modules are thin wrappers around plain functions:
 
 from celery import Celery
 
+# One queue per stage; celeryconfig.py routes each task module to its queue.
+QUEUES = ("landmark", "agegender", "storage")
+
 app = Celery("tasks")
 app.config_from_object("celeryconfig")

@@ -13,10 +13,10 @@ from PIL import Image
 
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
+from tasks import QUEUES
 from tests.conftest import SERVICES, RunningStack, call_service, variant
 from tests.formats import header_with_garbage, png_bomb
 
-QUEUES = ("landmark", "agegender", "storage")
 LANDMARK_TASK = "tasks.landmark.detect_landmarks"
 
 
