@@ -18,7 +18,7 @@ from tasks import app, logs, settings, store
 from tasks.agegender import estimate_age_gender
 from tasks.imaging import check_image, image_key
 from tasks.landmark import detect_landmarks
-from tasks.output import output_paths
+from tasks.output import annotated_path, output_paths
 from tasks.storage import store_results
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,11 @@ class Pipeline:
             document = json.loads(json_path.read_text())
         except FileNotFoundError:
             return None
-        storage = {"status": "Success", "error": "", "runtime": 0.0, "json_path": str(json_path), "image_path": str(image_path)}
+        drawn = annotated_path(self.config.output_dir, key)
+        storage = {
+            "status": "Success", "error": "", "runtime": 0.0, "json_path": str(json_path),
+            "image_path": str(image_path), "annotated_path": str(drawn) if drawn.exists() else "",
+        }
         return {"document": document, "storage": storage}
 
     def run_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import celery.exceptions
 import grpc
 import kombu.exceptions
-import redis
 
 from grpc_facade import messages
 from grpc_facade.pipeline import InvalidKey, Pipeline
@@ -23,6 +22,7 @@ from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import logs
 from tasks.imaging import ImageError
+from tasks.store import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]
     except (ImageError, InvalidKey) as error:
         log.warning("%s rejected: %s", what, error)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-    except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as error:
+    except (*UNREACHABLE, kombu.exceptions.OperationalError) as error:
         log.error("%s: Redis unavailable: %s", what, error)
         context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable: {error}")
     except celery.exceptions.TimeoutError:
@@ -48,11 +48,11 @@ def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]
         context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
 
-def _timeout(context: grpc.ServicerContext, default: float) -> float:
-    """Seconds to wait for the workers: the client's deadline if it set one, else the default."""
+def _timeout(context: grpc.ServicerContext, pipeline: Pipeline) -> float:
+    """Seconds to wait for the workers: the client's deadline if it set one, else REQUEST_TIMEOUT."""
     remaining = context.time_remaining()
     if remaining is None or remaining > _NO_DEADLINE:
-        return default
+        return pipeline.config.request_timeout
     return max(0.05, remaining - 0.05)
 
 
@@ -65,7 +65,7 @@ class ImageInputServicer(pb_grpc.ImageInputServicer):
         with _status_on_error(context, "ProcessImage"):
             outcome, cached = self.pipeline.process(
                 request.image_data,
-                _timeout(context, self.pipeline.config.request_timeout),
+                _timeout(context, self.pipeline),
                 recompute=request.recompute,
                 annotate=request.annotate,
             )
@@ -92,7 +92,7 @@ class FaceLandmarkDetectionServicer(pb_grpc.FaceLandmarkDetectionServicer):
     def DetectLandmarks(self, request: pb.LandmarkRequest, context: grpc.ServicerContext) -> pb.LandmarkResponse:
         with _status_on_error(context, "DetectLandmarks"):
             key, result = self.pipeline.run_stage(
-                "landmark", request.image_data, _timeout(context, self.pipeline.config.request_timeout)
+                "landmark", request.image_data, _timeout(context, self.pipeline)
             )
             log.info("Face Landmark Detection responded: %s [%s]", result["status"], key[:12])
             return messages.landmark_response(key, result)
@@ -105,7 +105,7 @@ class AgeGenderEstimationServicer(pb_grpc.AgeGenderEstimationServicer):
     def EstimateAgeGender(self, request: pb.AgeGenderRequest, context: grpc.ServicerContext) -> pb.AgeGenderResponse:
         with _status_on_error(context, "EstimateAgeGender"):
             key, result = self.pipeline.run_stage(
-                "agegender", request.image_data, _timeout(context, self.pipeline.config.request_timeout)
+                "agegender", request.image_data, _timeout(context, self.pipeline)
             )
             log.info("Age Gender Estimation responded: %s [%s]", result["status"], key[:12])
             return messages.age_gender_response(key, result)
@@ -118,7 +118,7 @@ class DataStorageServicer(pb_grpc.DataStorageServicer):
     def StoreData(self, request: pb.StorageRequest, context: grpc.ServicerContext) -> pb.StorageResponse:
         with _status_on_error(context, "StoreData"):
             key, outcome = self.pipeline.store_only(
-                request.image_data, _timeout(context, self.pipeline.config.request_timeout)
+                request.image_data, _timeout(context, self.pipeline)
             )
             log.info("Data Storage responded: %s [%s]", outcome["storage"]["status"], key[:12])
             return messages.storage_response(key, outcome["storage"])

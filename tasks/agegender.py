@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks import app, models, settings, stages
 from tasks.imaging import decode_image
-from tasks.worker_io import RETRYABLE, run_stage, shared_faces
+from tasks.worker_io import RETRY_POLICY, run_stage, shared_faces
 
 
 def _estimate(key: str, data: bytes, run_id: str | None) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def _estimate(key: str, data: bytes, run_id: str | None) -> dict[str, Any]:
     return stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
 
 
-@app.task(name="tasks.agegender.estimate_age_gender", autoretry_for=RETRYABLE, retry_backoff=1, max_retries=5)
+@app.task(name="tasks.agegender.estimate_age_gender", **RETRY_POLICY)
 def estimate_age_gender(key: str, run_id: str | None = None) -> dict[str, Any]:
     """Estimate age and gender in the image stored under ``key``; result in ``<key>:agegender``.
 

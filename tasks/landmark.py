@@ -6,7 +6,7 @@ from typing import Any
 
 from tasks import app, models, settings, stages
 from tasks.imaging import decode_reduced
-from tasks.worker_io import RETRYABLE, image_store, run_stage
+from tasks.worker_io import RETRY_POLICY, image_store, run_stage
 
 
 def _detect(data: bytes, run_id: str | None) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def _detect(data: bytes, run_id: str | None) -> dict[str, Any]:
     return {**stages.detect_landmarks(image, models.face_detector(), scale), "run_id": run_id}
 
 
-@app.task(name="tasks.landmark.detect_landmarks", autoretry_for=RETRYABLE, retry_backoff=1, max_retries=5)
+@app.task(name="tasks.landmark.detect_landmarks", **RETRY_POLICY)
 def detect_landmarks(key: str, run_id: str | None = None) -> dict[str, Any]:
     """Detect faces in the image stored under ``key``; result in ``<key>:landmark``.
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from tasks import app, logs, settings
 from tasks.annotate import draw
-from tasks.imaging import as_jpeg, decode_image, encode_jpeg
+from tasks.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
 from tasks.merge import build_document
 from tasks.output import annotated_path, atomic_write, output_paths, write_outputs
 from tasks.stages import FAILURE, SUCCESS
 from tasks.store import ImageStore
-from tasks.worker_io import RETRYABLE, image_store
+from tasks.worker_io import RETRY_POLICY, RETRYABLE, image_store
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,14 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
     try:
         data = images.get_image(key)
         if annotate or config.annotate:
+            picture = decode_image(data, config.max_image_pixels)  # decoded once for both files
             drawn_path = annotated_path(config.output_dir, key)
-            picture = draw(decode_image(data, config.max_image_pixels), document["faces"])
-            atomic_write(drawn_path, encode_jpeg(picture, quality=90))
+            atomic_write(drawn_path, encode_jpeg(draw(picture, document["faces"]), quality=90))
             drawn = str(drawn_path)
-        write_outputs(config.output_dir, key, document, as_jpeg(data, config.max_image_pixels))
+            jpeg = data if data.startswith(JPEG_MAGIC) else encode_jpeg(picture)
+        else:
+            jpeg = as_jpeg(data, config.max_image_pixels)
+        write_outputs(config.output_dir, key, document, jpeg)
     except RETRYABLE:
         raise
     except Exception as exc:
@@ -64,7 +67,7 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
     return outcome
 
 
-@app.task(name="tasks.storage.store_results", autoretry_for=RETRYABLE, retry_backoff=1, max_retries=5)
+@app.task(name="tasks.storage.store_results", **RETRY_POLICY)
 def store_results(stage_summaries: list[dict[str, Any]], key: str, annotate: bool = False) -> dict[str, Any]:
     """Chord callback: ``stage_summaries`` are the stages' return values (unused: the
     full results are read from Redis under their documented keys)."""

@@ -27,6 +27,9 @@ import redis
 
 STAGES = ("landmark", "agegender")
 
+# Redis unreachable for now: worth retrying (tasks) or answering UNAVAILABLE (facade).
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+
 
 class ImageMissing(LookupError):
     """The image is not (or no longer) in Redis: never stored, or expired."""

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import redis
-
 from tasks import logs, settings, stages, store
 from tasks.backends.base import DetectedFace
 from tasks.imaging import ImageError
@@ -16,7 +14,9 @@ from tasks.imaging import ImageError
 log = logging.getLogger(__name__)
 
 # Errors worth retrying: Redis unreachable for a moment. Everything else is final.
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+RETRYABLE = store.UNREACHABLE
+# How every task retries them: Celery's own retries, with backoff.
+RETRY_POLICY: dict[str, Any] = {"autoretry_for": RETRYABLE, "retry_backoff": 1, "max_retries": 5}
 
 
 @cache

@@ -243,3 +243,15 @@ def test_annotated_copy_on_request(stack: RunningStack, image_input, t1_bytes: b
     # Now the stored result has its annotated copy: the next request is answered from it.
     again = image_input.ProcessImage(pb.ImageRequest(image_data=data, annotate=True), timeout=60)
     assert again.cached and again.storage_response.annotated_path == str(path)
+
+
+def test_annotated_copy_of_a_png(stack: RunningStack, image_input, no_face_bytes: bytes) -> None:
+    response = image_input.ProcessImage(pb.ImageRequest(image_data=no_face_bytes, annotate=True, recompute=True), timeout=60)
+    assert response.status == "Success"
+    for path in (response.storage_response.image_path, response.storage_response.annotated_path):
+        with Image.open(path) as saved:
+            assert saved.format == "JPEG" and saved.size == (320, 240)
+    # Rebuilt from output/ when Redis has forgotten it, the result still names the annotated copy.
+    stack.redis.delete(f"{response.redis_key}:result")
+    fetched = image_input.GetResult(pb.ResultRequest(redis_key=response.redis_key), timeout=10)
+    assert fetched.storage_response.annotated_path == response.storage_response.annotated_path
