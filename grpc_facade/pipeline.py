@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import chord, group, uuid
 from celery.canvas import Signature
+from celery.result import AsyncResult
 
 from tasks import app, logs, settings, store
 from tasks.agegender import estimate_age_gender
@@ -72,7 +73,7 @@ class Pipeline:
         running = self.store.claim_run(key, run_id, timeout + 5)
         if running is not None:
             log.info("[%s] joining the run already under way (%s)", key[:12], running)
-            return app.AsyncResult(running).get(timeout=timeout, interval=0.05), False
+            return _outcome(app.AsyncResult(running), timeout), False
         try:
             self.store.put_image(key, data)
             workflow = chord(
@@ -124,4 +125,14 @@ class Pipeline:
         """
         result = workflow.apply_async()
         log.debug("[%s] sent %s", key[:12], result.id)
-        return result.get(timeout=timeout, interval=0.05)
+        return _outcome(result, timeout)
+
+
+def _outcome(result: AsyncResult, timeout: float) -> Any:
+    """Wait for ``result`` through the result backend's pub/sub, at most ``timeout`` s.
+
+    ``follow_parents=False``: by default Celery re-reads every parent task's state from
+    Redis each time the wait wakes up (about ten GETs per chord); a chord's callback
+    already fails when a header task does, so those reads buy nothing.
+    """
+    return result.get(timeout=timeout, follow_parents=False)
