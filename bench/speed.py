@@ -13,6 +13,12 @@ Measures, on this machine:
   each worker's resident memory after warm-up;
 - the ratios: end-to-end p50 at concurrency 1 / in-process serial time, and end-to-end
   throughput at concurrency 8 / in-process throughput with one process per core.
+
+The machine these run on is shared and its speed drifts from minute to minute, so the
+baseline and the service are measured alternately, photo by photo, in ``--rounds``
+rounds; each round gives its own two ratios, and the table shows the medians. The two
+throughput figures are measured over ``--throughput-requests`` images, enough for the
+start and the end of a batch (when fewer than 8 requests are in flight) to matter little.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -93,21 +101,22 @@ def _in_process(data: bytes) -> int:
     return len(faces)
 
 
-def in_process(images: list[bytes]) -> tuple[float, float]:
-    """(median seconds per image in one process, images per second with a process per core)."""
+def in_process_serial(images: list[bytes]) -> float:
+    """Median seconds per image, one image after another in this process."""
     _in_process(images[0])  # load and warm up
     times = []
     for data in images:
         started = time.perf_counter()
         _in_process(data)
         times.append(time.perf_counter() - started)
-    cores = os.cpu_count() or 1
-    with ProcessPoolExecutor(cores) as pool:
-        list(pool.map(_in_process, images[:cores]))  # warm up every process
-        started = time.perf_counter()
-        list(pool.map(_in_process, images))
-        throughput = len(images) / (time.perf_counter() - started)
-    return statistics.median(times), throughput
+    return statistics.median(times)
+
+
+def in_process_throughput(pool: ProcessPoolExecutor, images: list[bytes]) -> float:
+    """Images per second with ``pool`` (one warm process per core)."""
+    started = time.perf_counter()
+    list(pool.map(_in_process, images))
+    return len(images) / (time.perf_counter() - started)
 
 
 # --- the service ------------------------------------------------------------------------
@@ -182,9 +191,67 @@ def machine() -> str:
     return f"{os.cpu_count()} × {cpu}, {memory_gb:.0f} GiB, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+@dataclass
+class Round:
+    """One round of one photo: baseline and service measured back to back."""
+
+    serial: float  # in-process seconds per image
+    per_core: float  # in-process images per second, one process per core
+    cells: dict[int, tuple[float, float, float]]  # concurrency -> (p50 s, p95 s, img/s)
+
+    @property
+    def latency_ratio(self) -> float:
+        return self.cells[1][0] / self.serial
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.cells[max(CONCURRENCY)][2] / self.per_core
+
+
+def measure(
+    target: str, pool: ProcessPoolExecutor, images: Iterator[bytes], requests: int, throughput_requests: int
+) -> Round:
+    """One round: in-process serial, then the service at each concurrency, then in-process
+    throughput; the highest concurrency runs ``throughput_requests`` requests."""
+
+    def take(count: int) -> list[bytes]:
+        return [next(images) for _ in range(count)]
+
+    serial = in_process_serial(take(requests))
+    cells = {
+        c: end_to_end(target, take(throughput_requests if c == max(CONCURRENCY) else requests), c)
+        for c in CONCURRENCY
+    }
+    per_core = in_process_throughput(pool, take(throughput_requests))
+    return Round(serial, per_core, cells)
+
+
+def median_row(name: str, rounds: list[Round]) -> str:
+    """A table row: the median of every figure over the rounds, and the median ratios."""
+    med = statistics.median
+    serial, per_core = med(r.serial for r in rounds), med(r.per_core for r in rounds)
+    cells = " | ".join(
+        f"{med(r.cells[c][0] for r in rounds) * 1e3:.0f} | {med(r.cells[c][1] for r in rounds) * 1e3:.0f} | "
+        f"{med(r.cells[c][2] for r in rounds):.2f}"
+        for c in CONCURRENCY
+    )
+    latency = ", ".join(f"{r.latency_ratio:.2f}" for r in rounds)
+    throughput = ", ".join(f"{r.throughput_ratio:.2f}" for r in rounds)
+    return (
+        f"| {name} | {serial * 1e3:.0f} | {per_core:.2f} | {cells} | "
+        f"**{med(r.latency_ratio for r in rounds):.2f}** ({latency}) | "
+        f"**{med(r.throughput_ratio for r in rounds):.2f}** ({throughput}) |"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/speed.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=16, help="requests per cell of the table (default 16)")
+    parser.add_argument("--requests", type=int, default=16, help="requests per latency cell (default 16)")
+    parser.add_argument(
+        "--throughput-requests", type=int, default=48,
+        help=f"images for the two throughput figures: c={max(CONCURRENCY)} and in-process (default 48)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per photo; medians shown (default 3)")
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line to print above the table (what changed)")
     args = parser.parse_args(argv)
@@ -195,48 +262,44 @@ def main(argv: list[str] | None = None) -> int:
         "6 faces, 640 px": resized(ROOT / "images" / "t1.jpg", 640),
         "6 faces, 1920 px": resized(ROOT / "images" / "t1.jpg", 1920),
     }
-    sets = {name: distinct_copies(data, args.requests * (1 + len(CONCURRENCY))) for name, data in photos.items()}
-
-    baseline = {}
-    for name in tqdm(photos, desc="in-process", unit="photo"):
-        baseline[name] = in_process(sets[name][: args.requests])
-
+    per_round = args.requests * len(CONCURRENCY) + 2 * args.throughput_requests
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
                OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     process, cold_start = start_stack(env, log_dir)
+    rows = []
     try:
         memory = worker_memory_mb(process.pid)
         target = f"localhost:{env['GRPC_PORT']}"
-        rows = []
-        for name in tqdm(photos, desc="end to end", unit="photo"):
-            images = iter(sets[name][args.requests:])
-            cells = {c: end_to_end(target, [next(images) for _ in range(args.requests)], c) for c in CONCURRENCY}
-            serial, per_core = baseline[name]
-            rows.append((name, serial, per_core, cells))
+        cores = os.cpu_count() or 1
+        with ProcessPoolExecutor(cores) as pool, tqdm(total=len(photos) * args.rounds, desc="rounds", unit="round") as bar:
+            for name, data in photos.items():
+                images = iter(distinct_copies(data, per_round * args.rounds))
+                list(pool.map(_in_process, [data] * cores))  # load the models in every process
+                rounds = []
+                for _ in range(args.rounds):
+                    rounds.append(measure(target, pool, images, args.requests, args.throughput_requests))
+                    bar.update()
+                rows.append(median_row(name, rounds))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
 
+    config = settings.load()
     lines = [
         f"### {date.today().isoformat()}: {args.note or 'bench/speed.py'}",
         "",
-        f"Machine: {machine()}. {args.requests} requests per cell; settings: "
-        f"DETECT_MAX_SIDE={settings.load().detect_max_side}, ORT_THREADS={settings.load().ort_threads}, "
-        f"WORKER_CONCURRENCY={settings.load().worker_concurrency}.",
+        f"Machine: {machine()}. Medians of {args.rounds} alternating rounds per photo; {args.requests} "
+        f"requests per latency cell, {args.throughput_requests} for each throughput figure; settings: "
+        f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, "
+        f"WORKER_CONCURRENCY={config.worker_concurrency}. The ratio columns give the median "
+        "and, in brackets, each round's own ratio.",
         "",
         "| photo | in-process serial ms | in-process img/s (1 proc/core) | "
         + " | ".join(f"c={c} p50 ms | c={c} p95 ms | c={c} img/s" for c in CONCURRENCY)
-        + " | p50 c=1 / serial | img/s c=8 / in-process |",
+        + f" | p50 c=1 / serial | img/s c={max(CONCURRENCY)} / in-process |",
         "|---" * (5 + 3 * len(CONCURRENCY)) + "|",
-    ]
-    for name, serial, per_core, cells in rows:
-        values = " | ".join(f"{p50 * 1e3:.0f} | {p95 * 1e3:.0f} | {rate:.2f}" for p50, p95, rate in cells.values())
-        lines.append(
-            f"| {name} | {serial * 1e3:.0f} | {per_core:.2f} | {values} | "
-            f"{cells[1][0] / serial:.2f} | {cells[8][2] / per_core:.2f} |"
-        )
-    lines += [
+        *rows,
         "",
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
         "Resident memory after warm-up, main + pool process: "
