@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}. Medians of {args.rounds} alternating rounds per photo; {args.requests} "
         f"requests per latency cell, {args.throughput_requests} for each throughput figure; settings: "
         f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, "
-        f"WORKER_CONCURRENCY={config.worker_concurrency}. The ratio columns give the median "
+        + ", ".join(f"{queue.upper()}_CONCURRENCY={config.concurrency(queue)}" for queue in QUEUES)
+        + ". The ratio columns give the median "
         "and, in brackets, each round's own ratio.",
         "",
         "| photo | in-process serial ms | in-process img/s (1 proc/core) | "

@@ -152,7 +152,7 @@ class Stack:
         for queue in QUEUES:
             self._spawn(f"worker-{queue}", [
                 *celery, "worker", "-Q", queue, "-n", f"{queue}-{os.getpid()}@%h",
-                "--concurrency", str(self.config.worker_concurrency), "--loglevel", "INFO",
+                "--concurrency", str(self.config.concurrency(queue)), "--loglevel", "INFO",
                 "--without-mingle", "--without-gossip",
             ])
         facade = self._spawn("facade", [sys.executable, "-m", "grpc_facade.server"])

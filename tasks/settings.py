@@ -70,7 +70,9 @@ class Settings:
     result_ttl: int
     request_timeout: float
     visibility_timeout: int
-    worker_concurrency: int
+    landmark_concurrency: int
+    agegender_concurrency: int
+    storage_concurrency: int
     max_message_bytes: int
     max_image_pixels: int
     ort_threads: int
@@ -89,9 +91,21 @@ class Settings:
     grpc_tls_key: Path | None
     grpc_tls_ca: Path | None
 
+    def concurrency(self, queue: str) -> int:
+        """Pool processes of the worker that consumes ``queue``."""
+        return {
+            "landmark": self.landmark_concurrency,
+            "agegender": self.agegender_concurrency,
+            "storage": self.storage_concurrency,
+        }[queue]
+
 
 def load() -> Settings:
     """Read the environment now (tests and the launcher change it between calls)."""
+    # WORKER_CONCURRENCY, when set, is the default of all three per-queue values. Without
+    # it: two landmark processes, one age/gender, one storage (measured best on 2 cores:
+    # detection is the longest stage; more processes than cores only add switching).
+    every_queue = _env_int("WORKER_CONCURRENCY", 0)
     return Settings(
         redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://localhost:6379/0",
         output_dir=_env_path("OUTPUT_DIR", PROJECT_ROOT / "output"),
@@ -104,7 +118,9 @@ def load() -> Settings:
         result_ttl=_env_int("RESULT_TTL", 86400),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
         visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 300),
-        worker_concurrency=_env_int("WORKER_CONCURRENCY", 2),
+        landmark_concurrency=_env_int("LANDMARK_CONCURRENCY", every_queue or 2),
+        agegender_concurrency=_env_int("AGEGENDER_CONCURRENCY", every_queue or 1),
+        storage_concurrency=_env_int("STORAGE_CONCURRENCY", every_queue or 1),
         max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
         max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
         ort_threads=_env_int("ORT_THREADS", 1),
