@@ -160,6 +160,11 @@ class Stack:
             # Flower reads FLOWER_BASIC_AUTH itself: the password never shows in `ps`.
             self._spawn("flower", [*celery, "flower", f"--port={self.config.flower_port}"])
         wait_until(lambda: health_serving(self.grpc_target, self.config), 180, "facade health", facade)
+        if self.flower:
+            # Workers send task events only when asked (they cost CPU on every task). Flower
+            # asks every few seconds; asking now means the very first request shows up too.
+            subprocess.run([*celery, "control", "enable_events", "--timeout", "0.5"], env=self.env, cwd=settings.PROJECT_ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         log.info("stack ready in %.1fs: gRPC on %s", time.perf_counter() - started, self.grpc_target)
         if self.flower:
             log.info("Flower on http://localhost:%d", self.config.flower_port)

@@ -122,7 +122,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     )
     target = f"localhost:{grpc_port}"
     deadline = time.monotonic() + 240
-    while not health_serving(target):
+    # Ready as a user sees it: the launcher's "stack ready" line (it comes after the
+    # facade is healthy and the workers were asked to send Flower their task events).
+    while "stack ready" not in (base / "stack.log").read_text(errors="replace") or not health_serving(target):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail("the stack did not start:\n" + (base / "stack.log").read_text()[-5000:])
