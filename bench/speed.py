@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from grpc_facade.stack import health_serving  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
+from bench.processes import stack_processes  # noqa: E402
 from bench.report import append_to_section  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 
@@ -146,18 +147,10 @@ def start_stack(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, f
 def worker_memory_mb(launcher_pid: int) -> dict[str, float]:
     """Resident memory per queue worker (its main process plus its pool), in MB."""
     memory: dict[str, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        for queue in QUEUES:
-            if f"{queue}-{launcher_pid}@".encode() in b" ".join(argv):
-                rss_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
-                memory[queue] = memory.get(queue, 0.0) + rss_kb / 1024
+    for process in stack_processes(launcher_pid):
+        queue = process.role.split()[0]
+        if queue in QUEUES:
+            memory[queue] = memory.get(queue, 0.0) + process.rss_mb
     return memory
 
 
