@@ -14,10 +14,7 @@ whose cores are all busy, the ratio of the two totals bounds the throughput rati
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -28,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.processes import cpu_by_role  # noqa: E402
-from bench.report import append_to_section  # noqa: E402
-from bench.speed import _in_process, distinct_copies, end_to_end, free_port, machine, resized, start_stack  # noqa: E402
+from bench.report import publish  # noqa: E402
+from bench.speed import _in_process, distinct_copies, end_to_end, machine, private_stack, resized  # noqa: E402
 from tasks import QUEUES  # noqa: E402
 
 ROLES = ("redis", "facade", *(f"{queue} {part}" for queue in QUEUES for part in ("main", "pool")))
@@ -64,19 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     copies = iter(distinct_copies(resized(ROOT / "images" / args.photo, args.width), args.images * args.runs))
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
-               OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
-    process, _ = start_stack(env, Path(tempfile.mkdtemp(prefix="bench-logs-")))
     rows = []
-    try:
-        target = f"localhost:{env['GRPC_PORT']}"
+    with private_stack() as (process, target, _):
         for run in tqdm(range(1, args.runs + 1), desc="runs", unit="run"):
             images = [next(copies) for _ in range(args.images)]
             service = service_cpu(process.pid, target, images, args.concurrency)
             rows.append((run, service, in_process_cpu(images)))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
     lines = [
         f"### {date.today().isoformat()}: {args.note or 'bench/cpu.py'}",
@@ -91,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(service.values())
         cells = " | ".join(f"{service[role] * 1e3:.1f}" for role in ROLES)
         lines.append(f"| {run} | {cells} | {total * 1e3:.1f} | {in_process * 1e3:.1f} | {total / in_process:.2f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if not args.no_append:
-        append_to_section("Speed and memory (`bench/speed.py`)", table)
+    publish("\n".join(lines) + "\n", append=not args.no_append)
     return 0
 
 

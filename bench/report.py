@@ -20,3 +20,13 @@ def append_to_section(heading: str, text: str, path: Path = BENCHMARKS) -> None:
         end = len(document) if following < 0 else following
         document = document[:end].rstrip("\n") + f"\n\n{text.strip()}\n" + document[end:]
     path.write_text(document)
+
+
+SPEED = "Speed and memory (`bench/speed.py`)"
+
+
+def publish(table: str, append: bool, heading: str = SPEED) -> None:
+    """Print ``table`` and, when ``append``, add it to its section of docs/benchmarks.md."""
+    print(table)
+    if append:
+        append_to_section(heading, table)

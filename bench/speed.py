@@ -24,6 +24,7 @@ start and the end of a batch (when fewer than 8 requests are in flight) to matte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import platform
@@ -51,7 +52,7 @@ from grpc_facade.stack import health_serving  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from bench.processes import stack_processes  # noqa: E402
-from bench.report import append_to_section  # noqa: E402
+from bench.report import publish  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 
 CONCURRENCY = (1, 2, 4, 8)
@@ -142,6 +143,22 @@ def start_stack(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, f
             except grpc.RpcError:
                 pass
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def private_stack(log_dir: Path | None = None) -> Iterator[tuple[subprocess.Popen, str, float]]:
+    """A stack of its own (free ports, private Redis, temporary output), stopped on exit.
+
+    Yields the launcher process, the facade's address and the cold start in seconds.
+    """
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
+               OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
+    process, cold_start = start_stack(env, log_dir or Path(tempfile.mkdtemp(prefix="bench-logs-")))
+    try:
+        yield process, f"localhost:{env['GRPC_PORT']}", cold_start
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 def worker_memory_mb(launcher_pid: int) -> dict[str, float]:
@@ -256,14 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         "6 faces, 1920 px": resized(ROOT / "images" / "t1.jpg", 1920),
     }
     per_round = args.requests * len(CONCURRENCY) + 2 * args.throughput_requests
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
-               OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    process, cold_start = start_stack(env, log_dir)
     rows = []
-    try:
+    with private_stack() as (process, target, cold_start):
         memory = worker_memory_mb(process.pid)
-        target = f"localhost:{env['GRPC_PORT']}"
         cores = os.cpu_count() or 1
         with ProcessPoolExecutor(cores) as pool, tqdm(total=len(photos) * args.rounds, desc="rounds", unit="round") as bar:
             for name, data in photos.items():
@@ -274,9 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                     rounds.append(measure(target, pool, images, args.requests, args.throughput_requests))
                     bar.update()
                 rows.append(median_row(name, rounds))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
     config = settings.load()
     lines = [
@@ -300,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{queue} worker {mb:.0f} MB" for queue, mb in sorted(memory.items())) + ".",
         "",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_append:
-        append_to_section("Speed and memory (`bench/speed.py`)", table)
+    publish("\n".join(lines), append=not args.no_append)
     return 0
 
 

@@ -13,9 +13,7 @@ through Redis, the chord's callback. Timestamps have millisecond resolution.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
 import statistics
 import sys
 import tempfile
@@ -28,8 +26,8 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import append_to_section  # noqa: E402
-from bench.speed import distinct_copies, free_port, machine, resized, start_stack  # noqa: E402
+from bench.report import publish  # noqa: E402
+from bench.speed import distinct_copies, machine, private_stack, resized  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -77,13 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     images = distinct_copies(resized(ROOT / "images" / args.photo, args.width), args.requests + 1)
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
-               OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    process, _ = start_stack(env, log_dir)
     sent_at = []
-    try:
-        with grpc.insecure_channel(f"localhost:{env['GRPC_PORT']}") as channel:
+    with private_stack(log_dir) as (_, target, _):
+        with grpc.insecure_channel(target) as channel:
             stub = pb_grpc.ImageInputStub(channel)
             stub.ProcessImage(pb.ImageRequest(image_data=images[0]), timeout=60)  # warm every process
             for data in images[1:]:
@@ -92,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
                 sent_at.append((response.redis_key[:12], sent, time.time()))
                 time.sleep(0.1)
         time.sleep(0.5)  # the last log lines reach their files
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
 
     spans = stage_spans(log_dir)
     per_step = list(zip(*(steps_of(key, sent, received, spans) for key, sent, received in sent_at), strict=True))
@@ -110,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
           for name, values in zip(STEPS, per_step, strict=True)),
         "",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if not args.no_append:
-        append_to_section("Speed and memory (`bench/speed.py`)", table)
+    publish("\n".join(lines), append=not args.no_append)
     return 0
 
 
