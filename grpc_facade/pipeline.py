@@ -68,7 +68,7 @@ class Pipeline:
             if stored is not None and (stored["storage"].get("annotated_path") or not annotate):
                 log.info("[%s] answered from the stored result", key[:12])
                 return stored, True
-        self.check(data)
+        check_image(data, self.config.max_image_pixels)  # the key is known: hash the bytes once
         run_id = uuid()
         running = self.store.claim_run(key, run_id, timeout + 5)
         if running is not None:
