@@ -34,6 +34,7 @@ from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 from tasks.output import output_paths  # noqa: E402
+from tasks.store import STAGES, stage_key  # noqa: E402
 
 
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = redis.Redis.from_url(config.redis_url)
     missing_files = [k for k in successes if not all(p.is_file() for p in output_paths(config.output_dir, k))]
-    missing_keys = [k for k in successes if not all(store.exists(s) for s in (k, f"{k}:landmark", f"{k}:agegender"))]
+    missing_keys = [k for k in successes if not all(store.exists(s) for s in (k, *(stage_key(k, stage) for stage in STAGES)))]
     queued = {queue: store.llen(queue) for queue in QUEUES}
     after = worker_processes(app)
 

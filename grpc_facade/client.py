@@ -23,11 +23,10 @@ from google.protobuf.json_format import MessageToDict
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from tasks import logs
 from grpc_facade import channels
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import settings
+from tasks import logs, settings
 
 log = logging.getLogger("client")
 

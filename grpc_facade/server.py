@@ -12,7 +12,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tasks import logs
 from grpc_facade import channels
 from grpc_facade.health import PipelineHealth
 from grpc_facade.pipeline import Pipeline
@@ -24,7 +23,7 @@ from grpc_facade.servicers import (
 )
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import settings
+from tasks import logs, settings
 
 log = logging.getLogger(__name__)
 

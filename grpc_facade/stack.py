@@ -31,8 +31,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from grpc_facade import channels, client
-from tasks import QUEUES, logs
-from tasks import settings, store
+from tasks import QUEUES, logs, settings, store
 
 log = logging.getLogger("stack")
 
