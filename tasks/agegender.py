@@ -6,14 +6,15 @@ from typing import Any
 
 from tasks import app, models, settings, stages
 from tasks.imaging import decode_image
-from tasks.worker_io import RETRY_POLICY, run_stage, shared_faces
+from tasks.worker_io import RETRY_POLICY, cpu_claims, run_stage, shared_faces
 
 
 def _estimate(key: str, data: bytes, run_id: str | None) -> dict[str, Any]:
     config = settings.load()
     image = decode_image(data, config.max_image_pixels)  # while the landmark stage detects
     faces = shared_faces(key, run_id, config.shared_detection_wait) if run_id else None
-    return stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
+    with cpu_claims().claim():  # so that a detection starting meanwhile keeps to ORT_THREADS
+        return stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
 
 
 @app.task(name="tasks.agegender.estimate_age_gender", **RETRY_POLICY)

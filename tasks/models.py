@@ -22,6 +22,25 @@ def face_detector() -> FaceDetector:
 
 
 @cache
+def idle_face_detector() -> FaceDetector | None:
+    """The same detector with ``IDLE_THREADS`` onnxruntime threads, for a task that has
+    the machine to itself (``tasks/cpu_claims.py``); ``None`` when that is no more than
+    ``ORT_THREADS``."""
+    config = settings.load()
+    if config.idle_threads <= config.ort_threads:
+        return None
+    detector = router.face_detector(config, threads=config.idle_threads)
+    detector.prepare()
+    return detector
+
+
+def detector_for(alone: bool) -> FaceDetector:
+    """The detector a task should use: the many-threaded one only when ``alone``."""
+    idle = idle_face_detector() if alone else None
+    return idle if idle is not None else face_detector()
+
+
+@cache
 def age_gender_estimator() -> AgeGenderEstimator:
     estimator = router.age_gender_estimator(settings.load())
     estimator.prepare()
@@ -30,7 +49,7 @@ def age_gender_estimator() -> AgeGenderEstimator:
 
 # Which models a worker needs, by the queue it consumes.
 MODELS_BY_QUEUE = {
-    "landmark": (face_detector,),
+    "landmark": (face_detector, idle_face_detector),
     "agegender": (face_detector, age_gender_estimator),
     "storage": (),
 }

@@ -8,6 +8,7 @@ configuration table lists them all.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class Settings:
     max_message_bytes: int
     max_image_pixels: int
     ort_threads: int
+    idle_threads: int
+    cpu_host: str
     detect_max_side: int
     detect_threshold: float
     shared_detection_wait: float
@@ -124,6 +127,8 @@ def load() -> Settings:
         max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
         max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
         ort_threads=_env_int("ORT_THREADS", 1),
+        idle_threads=_env_int("IDLE_THREADS", min(4, len(os.sched_getaffinity(0)))),
+        cpu_host=os.environ.get("CPU_HOST", "").strip() or socket.gethostname(),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
         shared_detection_wait=_env_float("SHARED_DETECTION_WAIT", 10.0),

@@ -1,6 +1,10 @@
-"""Configuration from the environment: the per-queue pool sizes and their shared default."""
+"""Configuration from the environment: the per-queue pool sizes and their shared default,
+and the threads a lone detection may use."""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import pytest
 
@@ -38,3 +42,17 @@ def test_a_bad_number_names_the_variable(clean: pytest.MonkeyPatch) -> None:
     clean.setenv("STORAGE_CONCURRENCY", "two")
     with pytest.raises(ValueError, match="STORAGE_CONCURRENCY"):
         settings.load()
+
+
+def test_a_lone_detection_may_use_every_core_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IDLE_THREADS", raising=False)
+    assert settings.load().idle_threads == min(4, len(os.sched_getaffinity(0)))
+    monkeypatch.setenv("IDLE_THREADS", "1")
+    assert settings.load().idle_threads == 1
+
+
+def test_cpu_claims_are_per_host_name_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CPU_HOST", raising=False)
+    assert settings.load().cpu_host == socket.gethostname()
+    monkeypatch.setenv("CPU_HOST", "rack-3")
+    assert settings.load().cpu_host == "rack-3"

@@ -18,22 +18,22 @@ class UnknownBackend(ValueError):
     """The configuration names a backend that does not exist."""
 
 
-def _embedded_detector(config: Settings) -> FaceDetector:
-    return CenterFace(threads=config.ort_threads, max_side=config.detect_max_side, threshold=config.detect_threshold)
+def _embedded_detector(config: Settings, threads: int) -> FaceDetector:
+    return CenterFace(threads=threads, max_side=config.detect_max_side, threshold=config.detect_threshold)
 
 
 def _embedded_estimator(config: Settings) -> AgeGenderEstimator:
     return CydralAgeGender()
 
 
-def _insightface_detector(config: Settings) -> FaceDetector:
+def _insightface_detector(config: Settings, threads: int) -> FaceDetector:
     # The pack gives 106 points (2d106det) or SCRFD's 5; other counts are left to
     # whatever refines the detector's faces.
     return InsightFaceDetector(
         config.insightface_home,
         config.insightface_pack,
         points=106 if config.landmark_points == 106 else 5,
-        threads=config.ort_threads,
+        threads=threads,
         max_side=config.detect_max_side,
         threshold=config.detect_threshold,
     )
@@ -43,7 +43,7 @@ def _insightface_estimator(config: Settings) -> AgeGenderEstimator:
     return InsightFaceAgeGender(config.insightface_home, config.insightface_pack, threads=config.ort_threads)
 
 
-DETECTORS: dict[str, Callable[[Settings], FaceDetector]] = {
+DETECTORS: dict[str, Callable[[Settings, int], FaceDetector]] = {
     "embedded": _embedded_detector,
     "insightface": _insightface_detector,
 }
@@ -63,10 +63,11 @@ def _pick(table: dict, name: str, variable: str):
 POINTS = {"embedded": (5, 68), "insightface": (5, 68, 106)}
 
 
-def face_detector(config: Settings) -> FaceDetector:
+def face_detector(config: Settings, threads: int | None = None) -> FaceDetector:
     """The landmark stage's detector (not prepared yet), with 68 dlib points per face
-    when ``LANDMARK_POINTS=68``."""
-    detector = _pick(DETECTORS, config.landmark_backend, "LANDMARK_BACKEND")(config)
+    when ``LANDMARK_POINTS=68``; its sessions use ``threads`` (default ``ORT_THREADS``)."""
+    build = _pick(DETECTORS, config.landmark_backend, "LANDMARK_BACKEND")
+    detector = build(config, config.ort_threads if threads is None else threads)
     allowed = POINTS.get(config.landmark_backend, (5,))
     if config.landmark_points not in allowed:
         raise UnknownBackend(
