@@ -13,8 +13,8 @@ def _estimate(key: str, data: bytes, run_id: str | None) -> dict[str, Any]:
     config = settings.load()
     image = decode_image(data, config.max_image_pixels)  # while the landmark stage detects
     faces = shared_faces(key, run_id, config.shared_detection_wait) if run_id else None
-    with cpu_claims().claim():  # so that a detection starting meanwhile keeps to ORT_THREADS
-        return stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
+    with cpu_claims().claim() as alone:  # alone on this machine: both views at once, on two cores
+        return stages.estimate_age_gender(image, models.face_detector(), models.estimator_for(alone), faces)
 
 
 @app.task(name="tasks.agegender.estimate_age_gender", **RETRY_POLICY)

@@ -3,10 +3,12 @@ every core of it.
 
 Each stage task claims the CPU while its model runs, in a Redis sorted set per machine
 (``cpu:<CPU_HOST>``): one member per claim, scored with the time its lease ends. A claim
-that finds no other tells the task it is alone: the landmark stage then detects with
-``IDLE_THREADS`` onnxruntime threads instead of ``ORT_THREADS`` (at concurrency 1 the
-other core would otherwise sit idle). Under load every claim sees others and the models
-keep to one thread each, which costs the least CPU per image (docs/benchmarks.md).
+that finds no other tells the task it is alone, and the task then runs the models
+allowed ``IDLE_THREADS`` cores (``tasks/models.py``): detection on that many onnxruntime
+threads, age/gender with its two views side by side. At concurrency 1 the other core
+would otherwise sit idle, since age/gender waits for the faces. Under load every claim
+sees others and the models keep to ``ORT_THREADS``, which costs the least CPU per image
+(docs/benchmarks.md).
 
 Leases end by themselves, so a process killed while holding a claim only stops others
 from using more cores until then.

@@ -103,6 +103,19 @@ def test_mirrored_view_averages_male_probability(detector: CenterFace, plain: Cy
         assert averaged.age == pytest.approx((a.age + b.age) / 2)
 
 
+def test_mirrored_views_side_by_side_give_the_same_estimates(
+    detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes
+) -> None:
+    image = decode_image(t1_bytes, 10**8)
+    faces = detector.detect(image)
+    twin = CydralAgeGender()
+    twin.prepare()
+    one_after_the_other = Mirrored(plain).estimate(image, faces)
+    side_by_side = Mirrored(plain, twin=twin)
+    assert side_by_side.estimate(image, faces) == one_after_the_other
+    assert side_by_side.estimate(image, faces[:1]) == one_after_the_other[:1]  # reusable
+
+
 def test_mirror_maps_a_face_into_the_flipped_picture() -> None:
     face = DetectedFace(Box(10, 5, 30, 40, 0.9), ((12.0, 8.0), (28.0, 9.0)))
     flipped = mirror(face, 100)
@@ -163,7 +176,10 @@ def test_router_picks_backends_and_point_schemes() -> None:
     assert isinstance(router.face_detector(config), CenterFace)
     default = router.age_gender_estimator(config)
     assert isinstance(default, Abstaining) and isinstance(default.estimator, Mirrored)
-    assert isinstance(default.estimator.estimator, CydralAgeGender)
+    assert isinstance(default.estimator.estimator, CydralAgeGender) and default.estimator.twin is None
+    two_cores = router.age_gender_estimator(config, threads=2)
+    assert isinstance(two_cores.estimator.twin, CydralAgeGender)
+    assert two_cores.estimator.twin is not two_cores.estimator.estimator
     bare = router.age_gender_estimator(dataclasses.replace(config, agegender_flip=False, min_gender_confidence=0))
     assert isinstance(bare, CydralAgeGender)
     dense = router.face_detector(dataclasses.replace(config, landmark_points=68))

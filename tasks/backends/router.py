@@ -22,8 +22,8 @@ def _embedded_detector(config: Settings, threads: int) -> FaceDetector:
     return CenterFace(threads=threads, max_side=config.detect_max_side, threshold=config.detect_threshold)
 
 
-def _embedded_estimator(config: Settings) -> AgeGenderEstimator:
-    return CydralAgeGender()
+def _embedded_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
+    return CydralAgeGender()  # its package runs each network on one thread
 
 
 def _insightface_detector(config: Settings, threads: int) -> FaceDetector:
@@ -39,15 +39,15 @@ def _insightface_detector(config: Settings, threads: int) -> FaceDetector:
     )
 
 
-def _insightface_estimator(config: Settings) -> AgeGenderEstimator:
-    return InsightFaceAgeGender(config.insightface_home, config.insightface_pack, threads=config.ort_threads)
+def _insightface_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
+    return InsightFaceAgeGender(config.insightface_home, config.insightface_pack, threads=threads)
 
 
 DETECTORS: dict[str, Callable[[Settings, int], FaceDetector]] = {
     "embedded": _embedded_detector,
     "insightface": _insightface_detector,
 }
-ESTIMATORS: dict[str, Callable[[Settings], AgeGenderEstimator]] = {
+ESTIMATORS: dict[str, Callable[[Settings, int], AgeGenderEstimator]] = {
     "embedded": _embedded_estimator,
     "insightface": _insightface_estimator,
 }
@@ -77,10 +77,20 @@ def face_detector(config: Settings, threads: int | None = None) -> FaceDetector:
     return Dlib68Landmarks(detector) if config.landmark_points == 68 else detector
 
 
-def age_gender_estimator(config: Settings) -> AgeGenderEstimator:
+def age_gender_estimator(config: Settings, threads: int | None = None) -> AgeGenderEstimator:
     """The age/gender stage's estimator (not prepared yet), averaged over a mirrored view
-    (``AGEGENDER_FLIP``) and saying ``Unknown`` below ``MIN_GENDER_CONFIDENCE``."""
-    estimator = _pick(ESTIMATORS, config.agegender_backend, "AGEGENDER_BACKEND")(config)
-    if config.agegender_flip:
-        estimator = Mirrored(estimator)
+    (``AGEGENDER_FLIP``) and saying ``Unknown`` below ``MIN_GENDER_CONFIDENCE``.
+
+    It may use ``threads`` cores (default ``ORT_THREADS``); with more than one and the
+    mirrored view, the two views run side by side on two copies of the model, which
+    share the threads.
+    """
+    build = _pick(ESTIMATORS, config.agegender_backend, "AGEGENDER_BACKEND")
+    threads = config.ort_threads if threads is None else threads
+    if config.agegender_flip and threads > 1:
+        estimator: AgeGenderEstimator = Mirrored(build(config, threads // 2), twin=build(config, threads - threads // 2))
+    elif config.agegender_flip:
+        estimator = Mirrored(build(config, threads))
+    else:
+        estimator = build(config, threads)
     return Abstaining(estimator, config.min_gender_confidence) if config.min_gender_confidence > 0 else estimator
