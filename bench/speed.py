@@ -5,6 +5,8 @@
 Measures, on this machine:
 - the in-process baseline: decode + face detection + age/gender with the same model code,
   no Celery/Redis/gRPC, in one process (serial) and in one process per core (throughput);
+  and, for comparison only, serial with the models a lone task uses (``IDLE_THREADS``
+  cores: the service's configuration at concurrency 1);
 - end to end through the gRPC facade at concurrency 1, 2, 4 and 8 (p50/p95 latency and
   images per second), every request a different image so that nothing is answered from
   a stored result;
@@ -86,30 +88,24 @@ def distinct_copies(data: bytes, count: int) -> list[bytes]:
 
 # --- in-process baseline: the models the workers use, called directly -----------------
 
-_models = None
-
-
-def _in_process(data: bytes) -> int:
-    global _models
+def _in_process(data: bytes, alone: bool = False) -> int:
+    """Decode, detect and estimate with the models of a busy worker (``alone``: of a lone task)."""
     from tasks import models
     from tasks.imaging import decode_image
 
-    if _models is None:
-        _models = (models.face_detector(), models.age_gender_estimator())
-    detector, estimator = _models
     image = decode_image(data, 10**9)
-    faces = detector.detect(image)
-    estimator.estimate(image, faces)
+    faces = models.detector_for(alone).detect(image)
+    models.estimator_for(alone).estimate(image, faces)
     return len(faces)
 
 
-def in_process_serial(images: list[bytes]) -> float:
+def in_process_serial(images: list[bytes], alone: bool = False) -> float:
     """Median seconds per image, one image after another in this process."""
-    _in_process(images[0])  # load and warm up
+    _in_process(images[0], alone)  # load and warm up
     times = []
     for data in images:
         started = time.perf_counter()
-        _in_process(data)
+        _in_process(data, alone)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -206,6 +202,7 @@ class Round:
     """One round of one photo: baseline and service measured back to back."""
 
     serial: float  # in-process seconds per image
+    serial_alone: float  # the same with a lone task's models (IDLE_THREADS cores)
     per_core: float  # in-process images per second, one process per core
     cells: dict[int, tuple[float, float, float]]  # concurrency -> (p50 s, p95 s, img/s)
 
@@ -228,18 +225,20 @@ def measure(
         return [next(images) for _ in range(count)]
 
     serial = in_process_serial(take(requests))
+    serial_alone = in_process_serial(take(requests), alone=True)
     cells = {
         c: end_to_end(target, take(throughput_requests if c == max(CONCURRENCY) else requests), c)
         for c in CONCURRENCY
     }
     per_core = in_process_throughput(pool, take(throughput_requests))
-    return Round(serial, per_core, cells)
+    return Round(serial, serial_alone, per_core, cells)
 
 
 def median_row(name: str, rounds: list[Round]) -> str:
     """A table row: the median of every figure over the rounds, and the median ratios."""
     med = statistics.median
     serial, per_core = med(r.serial for r in rounds), med(r.per_core for r in rounds)
+    serial_alone = med(r.serial_alone for r in rounds)
     cells = " | ".join(
         f"{med(r.cells[c][0] for r in rounds) * 1e3:.0f} | {med(r.cells[c][1] for r in rounds) * 1e3:.0f} | "
         f"{med(r.cells[c][2] for r in rounds):.2f}"
@@ -248,7 +247,7 @@ def median_row(name: str, rounds: list[Round]) -> str:
     latency = ", ".join(f"{r.latency_ratio:.2f}" for r in rounds)
     throughput = ", ".join(f"{r.throughput_ratio:.2f}" for r in rounds)
     return (
-        f"| {name} | {serial * 1e3:.0f} | {per_core:.2f} | {cells} | "
+        f"| {name} | {serial * 1e3:.0f} | {serial_alone * 1e3:.0f} | {per_core:.2f} | {cells} | "
         f"**{med(r.latency_ratio for r in rounds):.2f}** ({latency}) | "
         f"**{med(r.throughput_ratio for r in rounds):.2f}** ({throughput}) |"
     )
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "6 faces, 640 px": resized(ROOT / "images" / "t1.jpg", 640),
         "6 faces, 1920 px": resized(ROOT / "images" / "t1.jpg", 1920),
     }
-    per_round = args.requests * len(CONCURRENCY) + 2 * args.throughput_requests
+    per_round = args.requests * (len(CONCURRENCY) + 1) + 2 * args.throughput_requests
     rows = []
     with private_stack() as (process, target, cold_start):
         memory = worker_memory_mb(process.pid)
@@ -293,15 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine()}. Medians of {args.rounds} alternating rounds per photo; {args.requests} "
         f"requests per latency cell, {args.throughput_requests} for each throughput figure; settings: "
-        f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, "
+        f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, IDLE_THREADS={config.idle_threads}, "
         + ", ".join(f"{queue.upper()}_CONCURRENCY={config.concurrency(queue)}" for queue in QUEUES)
         + ". The ratio columns give the median "
         "and, in brackets, each round's own ratio.",
         "",
-        "| photo | in-process serial ms | in-process img/s (1 proc/core) | "
+        f"| photo | in-process serial ms | in-process serial ms, {config.idle_threads} cores | in-process img/s (1 proc/core) | "
         + " | ".join(f"c={c} p50 ms | c={c} p95 ms | c={c} img/s" for c in CONCURRENCY)
         + f" | p50 c=1 / serial | img/s c={max(CONCURRENCY)} / in-process |",
-        "|---" * (5 + 3 * len(CONCURRENCY)) + "|",
+        "|---" * (6 + 3 * len(CONCURRENCY)) + "|",
         *rows,
         "",
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
