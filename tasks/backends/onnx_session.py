@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import onnxruntime as ort
 
 # Named explicitly: some onnxruntime builds list other providers first (for example
@@ -9,9 +11,23 @@ import onnxruntime as ort
 CPU = ["CPUExecutionProvider"]
 
 
+@cache
+def _one_arena_per_process() -> None:
+    """Register one CPU memory arena in onnxruntime's environment, for every session of
+    this process to share (``session.use_env_allocators``).
+
+    A session's own arena keeps the peak of every input shape it has seen; two sessions
+    of one model (``ORT_THREADS`` and ``IDLE_THREADS``, never running at once) would
+    keep two such peaks. Measured with both CenterFace sessions after ten different
+    shapes: 388 MB resident with an arena each, 285 MB with the shared one.
+    """
+    memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))  # onnxruntime's defaults
+
+
 def cpu_options(threads: int) -> ort.SessionOptions:
     """``threads`` intra-op threads, sequential execution, full graph optimisation, no
-    spinning once a run has ended."""
+    spinning once a run has ended, the process's shared memory arena."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
@@ -22,6 +38,8 @@ def cpu_options(threads: int) -> ort.SessionOptions:
     # lone detection's threads would otherwise keep spinning on the core that the
     # age/gender stage starts on next (measured: +60 ms of CPU per image there).
     options.add_session_config_entry("session.force_spinning_stop", "1")
+    _one_arena_per_process()
+    options.add_session_config_entry("session.use_env_allocators", "1")
     return options
 
 
