@@ -17,7 +17,19 @@ class Process:
     pid: int
     role: str  # "launcher", "redis", "facade", "flower", "<queue> main" or "<queue> pool"
     cpu_seconds: float  # user + system, so far
-    rss_mb: float
+    rss_mb: float  # resident, counting pages shared with other processes in full
+
+    @property
+    def pss_mb(self) -> float:
+        """Resident, with each shared page split between the processes that share it:
+        summed over a worker's main and pool processes (forked, so sharing their
+        libraries and models' code) it is what the worker occupies, where summed RSS
+        counts the shared pages once per process. 0 once the process is gone."""
+        try:
+            rollup = Path(f"/proc/{self.pid}/smaps_rollup").read_text()
+        except OSError:
+            return 0.0
+        return next((int(line.split()[1]) / 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0.0)
 
 
 def _read(pid: int) -> tuple[int, float, float, str] | None:

@@ -12,7 +12,8 @@ Measures, on this machine:
   a stored result;
 - for a one-face photo and the six-face t1.jpg, each about 640 px and 1920 px wide;
 - cold start of ``python -m grpc_facade.stack serve`` to the first answered request, and
-  each worker's resident memory after warm-up;
+  each worker's memory (main + pool processes) after warm-up and again after all the
+  rounds: PSS, which splits the pages they share, and the plain sum of their RSS;
 - the ratios: end-to-end p50 at concurrency 1 / in-process serial time, and end-to-end
   throughput at concurrency 8 / in-process throughput with one process per core.
 
@@ -157,14 +158,19 @@ def private_stack(log_dir: Path | None = None) -> Iterator[tuple[subprocess.Pope
         process.wait(timeout=60)
 
 
-def worker_memory_mb(launcher_pid: int) -> dict[str, float]:
-    """Resident memory per queue worker (its main process plus its pool), in MB."""
-    memory: dict[str, float] = {}
+def worker_memory_mb(launcher_pid: int) -> dict[str, tuple[float, float]]:
+    """Memory per queue worker, its main process plus its pool: (PSS, RSS sum) in MB."""
+    memory: dict[str, tuple[float, float]] = {}
     for process in stack_processes(launcher_pid):
         queue = process.role.split()[0]
         if queue in QUEUES:
-            memory[queue] = memory.get(queue, 0.0) + process.rss_mb
+            pss, rss = memory.get(queue, (0.0, 0.0))
+            memory[queue] = (pss + process.pss_mb, rss + process.rss_mb)
     return memory
+
+
+def memory_line(memory: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{queue} {pss:.0f} / {rss:.0f} MB" for queue, (pss, rss) in sorted(memory.items()))
 
 
 def end_to_end(target: str, images: list[bytes], concurrency: int) -> tuple[float, float, float]:
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     per_round = args.requests * (len(CONCURRENCY) + 1) + 2 * args.throughput_requests
     rows = []
     with private_stack() as (process, target, cold_start):
-        memory = worker_memory_mb(process.pid)
+        warm = worker_memory_mb(process.pid)
         cores = os.cpu_count() or 1
         with ProcessPoolExecutor(cores) as pool, tqdm(total=len(photos) * args.rounds, desc="rounds", unit="round") as bar:
             for name, data in photos.items():
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                     rounds.append(measure(target, pool, images, args.requests, args.throughput_requests))
                     bar.update()
                 rows.append(median_row(name, rounds))
+        loaded = worker_memory_mb(process.pid)
 
     config = settings.load()
     lines = [
@@ -304,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         *rows,
         "",
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
-        "Resident memory after warm-up, main + pool process: "
-        + ", ".join(f"{queue} worker {mb:.0f} MB" for queue, mb in sorted(memory.items())) + ".",
+        "Memory per worker, main + pool processes, PSS / RSS sum (RSS counts the pages they "
+        f"share once per process): after warm-up {memory_line(warm)}; after the rounds {memory_line(loaded)}.",
         "",
     ]
     publish("\n".join(lines), append=not args.no_append)

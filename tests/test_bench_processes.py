@@ -28,6 +28,7 @@ def test_a_process_tree_is_walked_from_its_root() -> None:
         assert found[0].pid == os.getpid() and found[0].role == "launcher"
         assert child.pid in {process.pid for process in found}
         assert all(process.cpu_seconds >= 0 and process.rss_mb > 0 for process in found)
+        assert all(0 < process.pss_mb <= process.rss_mb + 16 for process in found)  # read a moment apart
         assert cpu_by_role(os.getpid())["launcher"] > 0  # this test process has used some CPU
     finally:
         child.kill()
