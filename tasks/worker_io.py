@@ -38,13 +38,13 @@ def shared_faces(key: str, run_id: str, wait: float) -> list[DetectedFace] | Non
     ``None`` when that stage failed or has not answered within ``wait`` seconds: the
     caller then detects faces itself.
     """
-    store = image_store()
-    result = store.get_stage_result(key, "landmark")
+    images = image_store()
+    result = images.get_stage_result(key, "landmark")
     if result is None or result.get("run_id") != run_id:
-        if not store.wait_for(key, "landmark", run_id, wait):
+        if not images.wait_for(key, "landmark", run_id, wait):
             log.warning("[%s] no landmark result after %.1fs; detecting faces here", key[:12], wait)
             return None
-        result = store.get_stage_result(key, "landmark")
+        result = images.get_stage_result(key, "landmark")
     if result is None or result.get("run_id") != run_id or result["status"] != stages.SUCCESS:
         return None
     return [DetectedFace.from_dict(face) for face in result["faces"]]
