@@ -48,8 +48,12 @@ def idle_face_detector() -> FaceDetector | None:
 
 @cache
 def idle_age_gender_estimator() -> AgeGenderEstimator | None:
-    threads = _idle_threads()
-    return None if threads is None else _prepared(router.age_gender_estimator(settings.load(), threads=threads))
+    # More cores help age/gender only by running its two views side by side: without the
+    # mirrored view (AGEGENDER_FLIP=0) a second estimator would be a copy for nothing.
+    threads, config = _idle_threads(), settings.load()
+    if threads is None or not config.agegender_flip:
+        return None
+    return _prepared(router.age_gender_estimator(config, threads=threads))
 
 
 def detector_for(alone: bool) -> FaceDetector:

@@ -47,6 +47,14 @@ def test_a_lone_task_gets_an_estimator_with_both_views_at_once_and_the_same_answ
     assert lone.estimate(image, faces) == busy.estimate(image, faces)
 
 
+def test_no_second_estimator_without_the_mirrored_view(fresh: pytest.MonkeyPatch) -> None:
+    fresh.setenv("IDLE_THREADS", "2")
+    fresh.setenv("AGEGENDER_FLIP", "0")
+    assert models.idle_age_gender_estimator() is None
+    assert models.estimator_for(alone=True) is models.age_gender_estimator()
+    assert models.idle_face_detector() is not None  # detection still gains from more threads
+
+
 def test_no_second_models_when_idle_threads_are_no_more(fresh: pytest.MonkeyPatch) -> None:
     fresh.setenv("IDLE_THREADS", "1")
     assert models.idle_face_detector() is None and models.idle_age_gender_estimator() is None
