@@ -50,6 +50,18 @@ def test_applies_exif_rotation() -> None:
     assert decode_image(data, LIMIT).shape == (40, 20, 3)
 
 
+def test_exif_rotation_moves_the_pixels_and_no_rotation_keeps_them() -> None:
+    pixels = np.zeros((24, 48, 3), dtype=np.uint8)
+    pixels[:8, :8] = 255  # a white block in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: that corner is then top-right
+    shown = decode_image(encode(pixels, "JPEG", exif=exif.tobytes(), quality=95), LIMIT)
+    assert shown[:8, -8:].mean() > 200 and shown[:8, :8].mean() < 50
+    as_stored = decode_image(encode(pixels, "JPEG", quality=95), LIMIT)
+    assert as_stored.shape == (24, 48, 3)
+    assert as_stored[:8, :8].mean() > 200 and as_stored[:8, -8:].mean() < 50
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
