@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.processes import cpu_by_role  # noqa: E402
 from bench.report import publish  # noqa: E402
-from bench.speed import free_port, machine  # noqa: E402
+from bench.speed import free_port, machine, p50_p95  # noqa: E402
 from grpc_facade.stack import redis_answers, redis_server_binary, wait_until  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 
@@ -129,10 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---" * (len(ROLES) + 5) + "|",
     ]
     for concurrency, per_role, rate, times in rows:
-        ordered = sorted(times)
-        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        p50, p95 = p50_p95(times)
         cells = " | ".join(f"{per_role[role] * 1e3:.1f}" for role in ROLES)
-        lines.append(f"| {concurrency} | {statistics.median(ordered) * 1e3:.1f} | {p95 * 1e3:.1f} | {rate:.0f} | "
+        lines.append(f"| {concurrency} | {p50 * 1e3:.1f} | {p95 * 1e3:.1f} | {rate:.0f} | "
                      f"{cells} | {sum(per_role.values()) * 1e3:.1f} |")
     publish("\n".join(lines) + "\n", append=not args.no_append)
     return 0

@@ -18,8 +18,10 @@ Measures, on this machine:
   throughput at concurrency 8 / in-process throughput with one process per core.
 
 The machine these run on is shared and its speed drifts from minute to minute, so the
-baseline and the service are measured alternately, photo by photo, in ``--rounds``
-rounds; each round gives its own two ratios, and the table shows the medians. The two
+baseline and the service are measured alternately: the serial time and concurrency 1
+image by image (each image in-process, then the same bytes through the service), the
+two throughputs back to back; photo by photo, in ``--rounds`` rounds. Each round gives
+its own two ratios, and the table shows the medians. The two
 throughput figures are measured over ``--throughput-requests`` images, enough for the
 start and the end of a batch (when fewer than 8 requests are in flight) to matter little.
 """
@@ -173,26 +175,49 @@ def memory_line(memory: dict[str, tuple[float, float]]) -> str:
     return ", ".join(f"{queue} {pss:.0f} / {rss:.0f} MB" for queue, (pss, rss) in sorted(memory.items()))
 
 
+def p50_p95(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def timed_request(stub: pb_grpc.ImageInputStub, data: bytes) -> float:
+    """Seconds for one ``ProcessImage`` that must compute (not answer from a stored result)."""
+    started = time.perf_counter()
+    response = stub.ProcessImage(pb.ImageRequest(image_data=data), timeout=120)
+    if response.status != "Success" or response.cached:
+        raise RuntimeError(f"unexpected answer: {response.status}, cached={response.cached}")
+    return time.perf_counter() - started
+
+
 def end_to_end(target: str, images: list[bytes], concurrency: int) -> tuple[float, float, float]:
     """(p50 s, p95 s, images per second) for ``images`` sent ``concurrency`` at a time."""
-    latencies: list[float] = []
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.ImageInputStub(channel)
-
-        def send(data: bytes) -> None:
-            started = time.perf_counter()
-            response = stub.ProcessImage(pb.ImageRequest(image_data=data), timeout=120)
-            if response.status != "Success" or response.cached:
-                raise RuntimeError(f"unexpected answer: {response.status}, cached={response.cached}")
-            latencies.append(time.perf_counter() - started)
-
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(send, images))
+            latencies = list(pool.map(lambda data: timed_request(stub, data), images))
         wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95, len(images) / wall
+    return (*p50_p95(latencies), len(images) / wall)
+
+
+def paired_latency(target: str, images: list[bytes]) -> tuple[float, tuple[float, float, float]]:
+    """Each image in this process, then the same bytes through the service at concurrency 1,
+    image by image, so that both see the same seconds of this shared machine.
+
+    Returns the in-process median seconds per image and the service's (p50 s, p95 s,
+    images per second).
+    """
+    _in_process(images[0])  # load and warm up
+    local: list[float] = []
+    remote: list[float] = []
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.ImageInputStub(channel)
+        for data in images:
+            started = time.perf_counter()
+            _in_process(data)
+            local.append(time.perf_counter() - started)
+            remote.append(timed_request(stub, data))
+    return statistics.median(local), (*p50_p95(remote), len(remote) / sum(remote))
 
 
 def machine() -> str:
@@ -224,18 +249,19 @@ class Round:
 def measure(
     target: str, pool: ProcessPoolExecutor, images: Iterator[bytes], requests: int, throughput_requests: int
 ) -> Round:
-    """One round: in-process serial, then the service at each concurrency, then in-process
-    throughput; the highest concurrency runs ``throughput_requests`` requests."""
+    """One round: in-process serial and the service at concurrency 1 image by image, the
+    lone-task models in-process, the service at the other concurrencies, then in-process
+    throughput; the highest concurrency runs ``throughput_requests`` requests, right before
+    the in-process throughput it is compared with."""
 
     def take(count: int) -> list[bytes]:
         return [next(images) for _ in range(count)]
 
-    serial = in_process_serial(take(requests))
+    serial, one_at_a_time = paired_latency(target, take(requests))
     serial_alone = in_process_serial(take(requests), alone=True)
-    cells = {
-        c: end_to_end(target, take(throughput_requests if c == max(CONCURRENCY) else requests), c)
-        for c in CONCURRENCY
-    }
+    cells = {1: one_at_a_time}
+    for c in CONCURRENCY[1:]:
+        cells[c] = end_to_end(target, take(throughput_requests if c == max(CONCURRENCY) else requests), c)
     per_core = in_process_throughput(pool, take(throughput_requests))
     return Round(serial, serial_alone, per_core, cells)
 
