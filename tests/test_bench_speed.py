@@ -1,0 +1,24 @@
+"""bench/speed.py's pure helpers (the measurement itself needs the stack: run the script)."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from PIL import Image
+
+from bench.speed import distinct_copies, p50_p95, resized
+from tests.conftest import ASTRONAUT_JPG
+
+
+def test_p50_and_p95_of_unordered_times() -> None:
+    times = [float(n) for n in (20, 1, 19, 2, 18, 3, 17, 4, 16, 5, 15, 6, 14, 7, 13, 8, 12, 9, 11, 10)]
+    assert p50_p95(times) == (10.5, 19.0)
+    assert p50_p95([0.2]) == (0.2, 0.2)
+
+
+def test_copies_are_distinct_images_of_the_requested_width() -> None:
+    data = resized(ASTRONAUT_JPG, 320)
+    copies = distinct_copies(data, 5)
+    assert len(set(copies)) == 5
+    assert all(Image.open(BytesIO(copy)).size == Image.open(BytesIO(data)).size for copy in copies)
+    assert Image.open(BytesIO(data)).width == 320
