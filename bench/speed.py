@@ -5,7 +5,8 @@
 Measures, on this machine:
 - the in-process baseline: decode + face detection + age/gender with the same model code,
   no Celery/Redis/gRPC, in one process (serial) and in one process per core (throughput);
-  and, for comparison only, serial with the models a lone task uses (``IDLE_THREADS``
+  the serial time both image by image between the service's requests and, for
+  comparison, one image after another (warm caches); and, for comparison only, serial with the models a lone task uses (``IDLE_THREADS``
   cores: the service's configuration at concurrency 1);
 - end to end through the gRPC facade at concurrency 1, 2, 4 and 8 (p50/p95 latency and
   images per second), every request a different image so that nothing is answered from
@@ -21,7 +22,7 @@ The machine these run on is shared and its speed drifts from minute to minute, s
 baseline and the service are measured alternately: the serial time and concurrency 1
 image by image (each image in-process, then the same bytes through the service), the
 two throughputs back to back; photo by photo, in ``--rounds`` rounds. Each round gives
-its own two ratios, and the table shows the medians. The two
+its own ratios, and the table shows the medians. The two
 throughput figures are measured over ``--throughput-requests`` images, enough for the
 start and the end of a batch (when fewer than 8 requests are in flight) to matter little.
 """
@@ -232,7 +233,8 @@ def machine() -> str:
 class Round:
     """One round of one photo: baseline and service measured back to back."""
 
-    serial: float  # in-process seconds per image
+    serial: float  # in-process seconds per image, each image right before the service's request
+    back_to_back: float  # in-process seconds per image, one image after another
     serial_alone: float  # the same with a lone task's models (IDLE_THREADS cores)
     per_core: float  # in-process images per second, one process per core
     cells: dict[int, tuple[float, float, float]]  # concurrency -> (p50 s, p95 s, img/s)
@@ -242,6 +244,10 @@ class Round:
         return self.cells[1][0] / self.serial
 
     @property
+    def latency_ratio_back_to_back(self) -> float:
+        return self.cells[1][0] / self.back_to_back
+
+    @property
     def throughput_ratio(self) -> float:
         return self.cells[max(CONCURRENCY)][2] / self.per_core
 
@@ -249,38 +255,41 @@ class Round:
 def measure(
     target: str, pool: ProcessPoolExecutor, images: Iterator[bytes], requests: int, throughput_requests: int
 ) -> Round:
-    """One round: in-process serial and the service at concurrency 1 image by image, the
-    lone-task models in-process, the service at the other concurrencies, then in-process
+    """One round: in-process serial back to back, then in-process serial and the service
+    at concurrency 1 image by image, the lone-task models in-process, the service at the other concurrencies, then in-process
     throughput; the highest concurrency runs ``throughput_requests`` requests, right before
     the in-process throughput it is compared with."""
 
     def take(count: int) -> list[bytes]:
         return [next(images) for _ in range(count)]
 
+    back_to_back = in_process_serial(take(requests))
     serial, one_at_a_time = paired_latency(target, take(requests))
     serial_alone = in_process_serial(take(requests), alone=True)
     cells = {1: one_at_a_time}
     for c in CONCURRENCY[1:]:
         cells[c] = end_to_end(target, take(throughput_requests if c == max(CONCURRENCY) else requests), c)
     per_core = in_process_throughput(pool, take(throughput_requests))
-    return Round(serial, serial_alone, per_core, cells)
+    return Round(serial, back_to_back, serial_alone, per_core, cells)
 
 
 def median_row(name: str, rounds: list[Round]) -> str:
     """A table row: the median of every figure over the rounds, and the median ratios."""
     med = statistics.median
     serial, per_core = med(r.serial for r in rounds), med(r.per_core for r in rounds)
-    serial_alone = med(r.serial_alone for r in rounds)
+    serial_alone, back_to_back = med(r.serial_alone for r in rounds), med(r.back_to_back for r in rounds)
     cells = " | ".join(
         f"{med(r.cells[c][0] for r in rounds) * 1e3:.0f} | {med(r.cells[c][1] for r in rounds) * 1e3:.0f} | "
         f"{med(r.cells[c][2] for r in rounds):.2f}"
         for c in CONCURRENCY
     )
     latency = ", ".join(f"{r.latency_ratio:.2f}" for r in rounds)
+    latency_back_to_back = ", ".join(f"{r.latency_ratio_back_to_back:.2f}" for r in rounds)
     throughput = ", ".join(f"{r.throughput_ratio:.2f}" for r in rounds)
     return (
-        f"| {name} | {serial * 1e3:.0f} | {serial_alone * 1e3:.0f} | {per_core:.2f} | {cells} | "
+        f"| {name} | {serial * 1e3:.0f} | {back_to_back * 1e3:.0f} | {serial_alone * 1e3:.0f} | {per_core:.2f} | {cells} | "
         f"**{med(r.latency_ratio for r in rounds):.2f}** ({latency}) | "
+        f"{med(r.latency_ratio_back_to_back for r in rounds):.2f} ({latency_back_to_back}) | "
         f"**{med(r.throughput_ratio for r in rounds):.2f}** ({throughput}) |"
     )
 
@@ -327,13 +336,17 @@ def main(argv: list[str] | None = None) -> int:
         f"requests per latency cell, {args.throughput_requests} for each throughput figure; settings: "
         f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, IDLE_THREADS={config.idle_threads}, "
         + ", ".join(f"{queue.upper()}_CONCURRENCY={config.concurrency(queue)}" for queue in QUEUES)
-        + ". The ratio columns give the median "
+        + ". In-process serial: each image right before the same bytes go through the service "
+        "at concurrency 1 (the ratio's baseline: both see the same seconds of this drifting "
+        "machine, and the same caches the other processes leave), and, for comparison, one "
+        "image after another in a warm process. The ratio columns give the median "
         "and, in brackets, each round's own ratio.",
         "",
-        f"| photo | in-process serial ms | in-process serial ms, {config.idle_threads} cores | in-process img/s (1 proc/core) | "
+        f"| photo | in-process serial ms | in-process serial ms, back to back | in-process serial ms, {config.idle_threads} cores | "
+        "in-process img/s (1 proc/core) | "
         + " | ".join(f"c={c} p50 ms | c={c} p95 ms | c={c} img/s" for c in CONCURRENCY)
-        + f" | p50 c=1 / serial | img/s c={max(CONCURRENCY)} / in-process |",
-        "|---" * (6 + 3 * len(CONCURRENCY)) + "|",
+        + f" | p50 c=1 / serial | p50 c=1 / back-to-back serial | img/s c={max(CONCURRENCY)} / in-process |",
+        "|---" * (8 + 3 * len(CONCURRENCY)) + "|",
         *rows,
         "",
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
