@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         for child in reversed(children):
             child.send_signal(signal.SIGTERM)
         for child in reversed(children):
-            child.wait(timeout=30)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
     lines = [
         f"### {date.today().isoformat()}: an empty chord of the service's shape",
