@@ -5,9 +5,9 @@
 Measures, on this machine:
 - the in-process baseline: decode + face detection + age/gender with the same model code,
   no Celery/Redis/gRPC, in one process (serial) and in one process per core (throughput);
-  the serial time both image by image between the service's requests and, for
-  comparison, one image after another (warm caches); and, for comparison only, serial with the models a lone task uses (``IDLE_THREADS``
-  cores: the service's configuration at concurrency 1);
+  the serial time image by image between the service's requests and, for comparison,
+  one image after another; and, for comparison only, serial with the models a lone task
+  uses (``IDLE_THREADS`` cores: the service's configuration at concurrency 1);
 - end to end through the gRPC facade at concurrency 1, 2, 4 and 8 (p50/p95 latency and
   images per second), every request a different image so that nothing is answered from
   a stored result;
@@ -255,10 +255,11 @@ class Round:
 def measure(
     target: str, pool: ProcessPoolExecutor, images: Iterator[bytes], requests: int, throughput_requests: int
 ) -> Round:
-    """One round: in-process serial back to back, then in-process serial and the service
-    at concurrency 1 image by image, the lone-task models in-process, the service at the other concurrencies, then in-process
-    throughput; the highest concurrency runs ``throughput_requests`` requests, right before
-    the in-process throughput it is compared with."""
+    """One round: in-process serial back to back; in-process serial and the service at
+    concurrency 1, image by image; the lone-task models in-process; the service at the
+    other concurrencies; in-process throughput. The highest concurrency runs
+    ``throughput_requests`` requests, right before the in-process throughput it is
+    compared with."""
 
     def take(count: int) -> list[bytes]:
         return [next(images) for _ in range(count)]
@@ -338,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{queue.upper()}_CONCURRENCY={config.concurrency(queue)}" for queue in QUEUES)
         + ". In-process serial: each image right before the same bytes go through the service "
         "at concurrency 1 (the ratio's baseline: both see the same seconds of this drifting "
-        "machine, and the same caches the other processes leave), and, for comparison, one "
-        "image after another in a warm process. The ratio columns give the median "
+        "machine), and, for comparison, one image after another. The ratio columns give the median "
         "and, in brackets, each round's own ratio.",
         "",
         f"| photo | in-process serial ms | in-process serial ms, back to back | in-process serial ms, {config.idle_threads} cores | "
