@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench.processes import cpu_by_role  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.speed import free_port, machine, p50_p95  # noqa: E402
-from grpc_facade.stack import redis_answers, redis_server_binary, wait_until  # noqa: E402
+from grpc_facade.stack import redis_answers, redis_server_argv, wait_until  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 
 ROLES = ("client", "redis", *(f"{queue} {part}" for queue in QUEUES for part in ("main", "pool")))
@@ -43,8 +43,7 @@ def start(log_dir: Path) -> list[subprocess.Popen]:
     port = free_port()
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     config = settings.load()
-    redis = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(log_dir)], stdout=subprocess.DEVNULL)
+    redis = subprocess.Popen(redis_server_argv(port, log_dir), stdout=subprocess.DEVNULL)
     wait_until(lambda: redis_answers(config.redis_url), 15, "redis-server", redis)
     workers = [
         subprocess.Popen(

