@@ -24,7 +24,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import cpu_by_role  # noqa: E402
+from bench.processes import cpu_by_role, cpu_per_item  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.speed import _in_process, distinct_copies, end_to_end, machine, private_stack, resized  # noqa: E402
 from tasks import QUEUES  # noqa: E402
@@ -37,7 +37,7 @@ def service_cpu(launcher: int, target: str, images: list[bytes], concurrency: in
     before = cpu_by_role(launcher)
     end_to_end(target, images, concurrency)
     after = cpu_by_role(launcher)
-    return {role: (after.get(role, 0.0) - before.get(role, 0.0)) / len(images) for role in ROLES}
+    return cpu_per_item(before, after, ROLES, len(images))
 
 
 def in_process_cpu(images: list[bytes]) -> float:

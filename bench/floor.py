@@ -29,7 +29,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import cpu_by_role  # noqa: E402
+from bench.processes import cpu_by_role, cpu_per_item  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.speed import free_port, machine, p50_p95  # noqa: E402
 from grpc_facade.stack import redis_answers, redis_server_argv, wait_until  # noqa: E402
@@ -90,7 +90,7 @@ def cpu_per_chord(count: int, concurrency: int) -> tuple[dict[str, float], float
     before, client_before = cpu_by_role(os.getpid()), time.process_time()
     times, rate = round_trips(count, concurrency)
     after, client = cpu_by_role(os.getpid()), time.process_time() - client_before
-    per_role = {role: (after.get(role, 0.0) - before.get(role, 0.0)) / count for role in ROLES}
+    per_role = cpu_per_item(before, after, ROLES, count)
     per_role["client"] = client / count
     return per_role, rate, times
 

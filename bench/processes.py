@@ -81,3 +81,8 @@ def cpu_by_role(launcher: int) -> dict[str, float]:
     for process in stack_processes(launcher):
         totals[process.role] = totals.get(process.role, 0.0) + process.cpu_seconds
     return totals
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], roles: tuple[str, ...], items: int) -> dict[str, float]:
+    """CPU seconds per item and role between two :func:`cpu_by_role` readings."""
+    return {role: (after.get(role, 0.0) - before.get(role, 0.0)) / items for role in roles}

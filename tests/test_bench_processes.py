@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
-from bench.processes import _role, cpu_by_role, stack_processes
+import pytest
+
+from bench.processes import _role, cpu_by_role, cpu_per_item, stack_processes
 
 WORKER = "python -m celery -A tasks worker -Q {queue} -n {queue}-1@host --concurrency 2"
 
@@ -34,3 +36,10 @@ def test_a_process_tree_is_walked_from_its_root() -> None:
         child.kill()
         child.wait()
     assert stack_processes(2**22 + 1) == []  # no such process
+
+
+def test_cpu_per_item_between_two_readings() -> None:
+    before = {"facade": 1.0, "redis": 0.5}
+    after = {"facade": 1.8, "redis": 0.9, "storage pool": 0.4}  # a process that started meanwhile
+    per_item = cpu_per_item(before, after, ("facade", "redis", "storage pool", "storage main"), 4)
+    assert per_item == pytest.approx({"facade": 0.2, "redis": 0.1, "storage pool": 0.1, "storage main": 0.0})
