@@ -6,15 +6,14 @@ from typing import Any
 
 from tasks import app, models, settings, stages
 from tasks.imaging import decode_image
-from tasks.worker_io import RETRY_POLICY, cpu_claims, run_stage, shared_faces
+from tasks.worker_io import RETRY_POLICY, run_stage, shared_faces
 
 
 def _estimate(key: str, data: bytes, run_id: str | None) -> dict[str, Any]:
     config = settings.load()
     image = decode_image(data, config.max_image_pixels)  # while the landmark stage detects
     faces = shared_faces(key, run_id, config.shared_detection_wait) if run_id else None
-    with cpu_claims().claim() as alone:  # alone on this machine: both views at once, on two cores
-        return stages.estimate_age_gender(image, models.face_detector(), models.estimator_for(alone), faces)
+    return stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
 
 
 @app.task(name="tasks.agegender.estimate_age_gender", **RETRY_POLICY)

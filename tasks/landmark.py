@@ -6,15 +6,14 @@ from typing import Any
 
 from tasks import app, models, settings, stages
 from tasks.imaging import decode_reduced
-from tasks.worker_io import RETRY_POLICY, cpu_claims, image_store, run_stage
+from tasks.worker_io import RETRY_POLICY, image_store, run_stage
 
 
 def _detect(data: bytes, run_id: str | None) -> dict[str, Any]:
     config = settings.load()
     # A large JPEG decodes at reduced size: detection scales it down to DETECT_MAX_SIDE anyway.
     image, scale = decode_reduced(data, config.max_image_pixels, config.detect_max_side)
-    with cpu_claims().claim() as alone:  # alone on this machine: detect on IDLE_THREADS cores
-        result = stages.detect_landmarks(image, models.detector_for(alone), scale)
+    result = stages.detect_landmarks(image, models.face_detector(), scale)
     return {**result, "run_id": run_id}
 
 

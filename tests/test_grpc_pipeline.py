@@ -180,10 +180,7 @@ def same_pixels(data: bytes, n: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_answers_do_not_depend_on_load_and_cpu_claims_are_given_back(
-    stack: RunningStack, image_input, t1_bytes: bytes
-) -> None:
-    # Alone, the stages use the models allowed IDLE_THREADS cores; six at once, the others.
+def test_answers_do_not_depend_on_load(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
     alone = process(image_input, same_pixels(t1_bytes, 0))
     with ThreadPoolExecutor(max_workers=6) as pool:
         busy = list(pool.map(lambda n: process(image_input, same_pixels(t1_bytes, n)), range(1, 7)))
@@ -193,8 +190,6 @@ def test_answers_do_not_depend_on_load_and_cpu_claims_are_given_back(
         for a, b in zip(alone.faces, response.faces, strict=True):
             assert (b.box.x1, b.box.y1, b.box.x2, b.box.y2) == pytest.approx((a.box.x1, a.box.y1, a.box.x2, a.box.y2), abs=1)
             assert b.age == pytest.approx(a.age, abs=1)
-    claims = [key for key in stack.redis.scan_iter("cpu:*") if stack.redis.zcard(key)]
-    assert claims == []  # every stage task gave its claim back
 
 
 def test_same_image_twice_is_answered_from_the_stored_result(stack: RunningStack, image_input, astronaut_bytes: bytes) -> None:

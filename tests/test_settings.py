@@ -1,10 +1,7 @@
 """Configuration from the environment: the per-queue pool sizes and their shared default,
-and the threads a lone detection may use."""
+and the age/gender options that are off by default."""
 
 from __future__ import annotations
-
-import os
-import socket
 
 import pytest
 
@@ -44,15 +41,12 @@ def test_a_bad_number_names_the_variable(clean: pytest.MonkeyPatch) -> None:
         settings.load()
 
 
-def test_a_lone_detection_may_use_every_core_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IDLE_THREADS", raising=False)
-    assert settings.load().idle_threads == min(4, len(os.sched_getaffinity(0)))
-    monkeypatch.setenv("IDLE_THREADS", "1")
-    assert settings.load().idle_threads == 1
-
-
-def test_cpu_claims_are_per_host_name_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CPU_HOST", raising=False)
-    assert settings.load().cpu_host == socket.gethostname()
-    monkeypatch.setenv("CPU_HOST", "rack-3")
-    assert settings.load().cpu_host == "rack-3"
+def test_every_face_gets_the_models_best_gender_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGEGENDER_FLIP", raising=False)
+    monkeypatch.delenv("MIN_GENDER_CONFIDENCE", raising=False)
+    config = settings.load()
+    assert (config.agegender_flip, config.min_gender_confidence) == (False, 0.0)
+    monkeypatch.setenv("AGEGENDER_FLIP", "1")
+    monkeypatch.setenv("MIN_GENDER_CONFIDENCE", "0.75")
+    config = settings.load()
+    assert (config.agegender_flip, config.min_gender_confidence) == (True, 0.75)

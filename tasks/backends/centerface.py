@@ -121,13 +121,18 @@ class CenterFace:
 
 
 def _free_spatial_dims(model: onnx.ModelProto) -> None:
-    """Mark batch, height and width of the image input and every output as free.
+    """Make the published graph fast and size-free, in place.
 
-    The published graph fixes a 32x32 input although every layer accepts any size.
+    Its weights are also listed as graph inputs, which keeps onnxruntime from folding
+    them (batch norms, constant subgraphs): dropped from the inputs, they become plain
+    constants. Its 32x32 input becomes free in batch, height and width, which every
+    layer accepts.
     """
-    weights = {w.name for w in model.graph.initializer}  # old graphs list them as inputs
-    tensors = [i for i in model.graph.input if i.name not in weights] + list(model.graph.output)
-    for tensor in tensors:
+    weights = {w.name for w in model.graph.initializer}
+    images = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(images)
+    for tensor in [*model.graph.input, *model.graph.output]:
         dims = tensor.type.tensor_type.shape.dim
         for index, name in ((0, "batch"), (2, "height"), (3, "width")):
             dims[index].dim_param = f"{tensor.name}_{name}"

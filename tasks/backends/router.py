@@ -23,7 +23,7 @@ def _embedded_detector(config: Settings, threads: int) -> FaceDetector:
 
 
 def _embedded_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
-    return CydralAgeGender()  # its package runs each network on one thread
+    return CydralAgeGender(threads=threads)
 
 
 def _insightface_detector(config: Settings, threads: int) -> FaceDetector:
@@ -63,11 +63,11 @@ def _pick(table: dict, name: str, variable: str):
 POINTS = {"embedded": (5, 68), "insightface": (5, 68, 106)}
 
 
-def face_detector(config: Settings, threads: int | None = None) -> FaceDetector:
+def face_detector(config: Settings) -> FaceDetector:
     """The landmark stage's detector (not prepared yet), with 68 dlib points per face
-    when ``LANDMARK_POINTS=68``; its sessions use ``threads`` (default ``ORT_THREADS``)."""
+    when ``LANDMARK_POINTS=68``; its sessions use ``ORT_THREADS`` threads."""
     build = _pick(DETECTORS, config.landmark_backend, "LANDMARK_BACKEND")
-    detector = build(config, config.ort_threads if threads is None else threads)
+    detector = build(config, config.ort_threads)
     allowed = POINTS.get(config.landmark_backend, (5,))
     if config.landmark_points not in allowed:
         raise UnknownBackend(
@@ -77,20 +77,11 @@ def face_detector(config: Settings, threads: int | None = None) -> FaceDetector:
     return Dlib68Landmarks(detector) if config.landmark_points == 68 else detector
 
 
-def age_gender_estimator(config: Settings, threads: int | None = None) -> AgeGenderEstimator:
-    """The age/gender stage's estimator (not prepared yet), averaged over a mirrored view
-    (``AGEGENDER_FLIP``) and saying ``Unknown`` below ``MIN_GENDER_CONFIDENCE``.
-
-    It may use ``threads`` cores (default ``ORT_THREADS``); with more than one and the
-    mirrored view, the two views run side by side on two copies of the model, which
-    share the threads.
-    """
-    build = _pick(ESTIMATORS, config.agegender_backend, "AGEGENDER_BACKEND")
-    threads = config.ort_threads if threads is None else threads
-    if config.agegender_flip and threads > 1:
-        estimator: AgeGenderEstimator = Mirrored(build(config, threads // 2), twin=build(config, threads - threads // 2))
-    elif config.agegender_flip:
-        estimator = Mirrored(build(config, threads))
-    else:
-        estimator = build(config, threads)
+def age_gender_estimator(config: Settings) -> AgeGenderEstimator:
+    """The age/gender stage's estimator (not prepared yet) on ``ORT_THREADS`` threads;
+    averaged over a mirrored view when ``AGEGENDER_FLIP=1``, and saying ``Unknown``
+    below ``MIN_GENDER_CONFIDENCE`` when that is above 0 (both off by default)."""
+    estimator = _pick(ESTIMATORS, config.agegender_backend, "AGEGENDER_BACKEND")(config, config.ort_threads)
+    if config.agegender_flip:
+        estimator = Mirrored(estimator)
     return Abstaining(estimator, config.min_gender_confidence) if config.min_gender_confidence > 0 else estimator
