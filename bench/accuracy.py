@@ -1,13 +1,18 @@
-"""Accuracy of the backends on a labelled set of images.
+"""Accuracy on labelled group photos: faces found, extra boxes, genders right.
 
-    .venv/bin/python bench/accuracy.py images bench/labels.tsv [--append]
+    .venv/bin/python bench/accuracy.py                       # ../shared/faces-dev and images/
+    .venv/bin/python bench/accuracy.py my/labels.tsv --append
 
-The labels file is tab-separated with a header: ``file``, ``min_faces``, ``max_faces``,
-``primary_gender`` (``F``, ``M`` or ``mixed``), optional ``age`` (of the largest face)
-and optional ``genders_left_to_right`` (``F,M,...`` for every face, ordered by the left
-edge of its box). Prints one markdown row per backend: images whose face count is in
-range, gender of the largest face, every labelled face's gender (right / Unknown /
-wrong), the mean absolute age error where ages are labelled, and milliseconds per image.
+Each labels file is tab-separated, beside its photos, with the columns ``file``,
+``width``, ``height``, ``min_faces``, ``max_faces`` and ``faces``: ``;``-separated
+``x,y,G`` (a point on each face, its gender ``M``/``F``/``?``). A labelled face is found
+when a reported box contains its point (each box serves one face, the nearest centre
+first); boxes beyond ``max_faces`` are extra. Genders are scored on found faces whose
+label is ``M`` or ``F``; any other answer ("Unknown") is not right.
+
+The photos run through the service's own stage functions and backends (reduced decode
+for detection, full picture for age/gender), once per configuration below; the first
+is the service's default.
 """
 
 from __future__ import annotations
@@ -18,102 +23,187 @@ import dataclasses
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import append_to_section  # noqa: E402
-from tasks import settings  # noqa: E402
+from tasks import settings, stages  # noqa: E402
 from tasks.backends import router  # noqa: E402
-from tasks.backends.base import AgeGenderEstimator, FaceDetector  # noqa: E402
-from tasks.backends.cydral import CydralAgeGender  # noqa: E402
-from tasks.backends.views import Abstaining, Mirrored  # noqa: E402
-from tasks.imaging import decode_image  # noqa: E402
+from tasks.backends.base import DetectedFace  # noqa: E402
+from tasks.imaging import decode_image, decode_reduced  # noqa: E402
 
-LETTER = {"Male": "M", "Female": "F", "Unknown": "?"}
+DEFAULT_LABELS = [ROOT.parent / "shared" / "faces-dev" / "labels.tsv", ROOT / "images" / "labels.tsv"]
+LETTER = {"Male": "M", "Female": "F"}
 
-
-def backends(config: settings.Settings) -> dict[str, tuple[FaceDetector, AgeGenderEstimator] | str]:
-    """Name -> (detector, estimator), or a reason it cannot run here."""
-    detector = router.face_detector(dataclasses.replace(config, landmark_backend="embedded"))
-    found: dict[str, tuple[FaceDetector, AgeGenderEstimator] | str] = {
-        "embedded as a new user gets it (no flip, no threshold)": (detector, CydralAgeGender()),
-        "embedded + flip averaging": (detector, Mirrored(CydralAgeGender())),
-        "embedded + flip + Unknown below 0.75 (default)": (detector, Abstaining(Mirrored(CydralAgeGender()), 0.75)),
-    }
-    if "insightface" in router.DETECTORS:  # with the default flip and threshold
-        insight = dataclasses.replace(config, landmark_backend="insightface", agegender_backend="insightface",
-                                      agegender_flip=True, min_gender_confidence=0.75)
-        try:
-            pair = (router.face_detector(insight), router.age_gender_estimator(insight))
-            for model in pair:
-                model.prepare()
-            found[f"insightface {config.insightface_pack}"] = pair
-        except Exception as error:  # the pack is the user's to download
-            found[f"insightface {config.insightface_pack}"] = f"not run: {str(error).split('. ')[0]}"
-    return found
+# name -> settings overrides; the first row is whatever the environment configures.
+CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "configured (default)": {},
+    "one view": {"agegender_flip": False, "min_gender_confidence": 0.0},
+    "mirrored view averaged": {"agegender_flip": True, "min_gender_confidence": 0.0},
+    "one view, Unknown below 0.75": {"agegender_flip": False, "min_gender_confidence": 0.75},
+    "mirrored, Unknown below 0.75": {"agegender_flip": True, "min_gender_confidence": 0.75},
+}
 
 
-def evaluate(detector: FaceDetector, estimator: AgeGenderEstimator, images: Path, labels: list[dict]) -> dict[str, str]:
-    detector.prepare()
-    estimator.prepare()
-    in_range = primary_right = primary_scored = right = unknown = wrong = 0
-    age_errors, times = [], []
-    for row in labels:
-        image = decode_image((images / row["file"]).read_bytes(), 10**9)
-        started = time.perf_counter()
-        faces = sorted(detector.detect(image), key=lambda face: face.box.x1)
-        estimates = estimator.estimate(image, faces)
-        times.append(time.perf_counter() - started)
-        in_range += int(row["min_faces"]) <= len(faces) <= int(row["max_faces"])
-        largest = max(range(len(faces)), key=lambda i: faces[i].box.area, default=None)
-        if row["primary_gender"] in ("F", "M") and largest is not None:
-            primary_scored += 1
-            primary_right += LETTER[estimates[largest].gender] == row["primary_gender"]
-        if row.get("age") and largest is not None:
-            age_errors.append(abs(estimates[largest].age - float(row["age"])))
-        truth = [g for g in (row.get("genders_left_to_right") or "").split(",") if g]
-        if truth and len(truth) == len(faces):
-            for estimate, expected in zip(estimates, truth):
-                got = LETTER[estimate.gender]
-                right += got == expected
-                unknown += got == "?"
-                wrong += got not in (expected, "?")
-        elif truth:
-            wrong += len(truth)  # faces missed or extra: none of them can be scored as right
-    return {
-        "face count in range": f"{in_range}/{len(labels)}",
-        "largest face gender": f"{primary_right}/{primary_scored}",
-        "face genders right / Unknown / wrong": f"{right} / {unknown} / {wrong}",
-        "age MAE (years)": f"{statistics.mean(age_errors):.1f}" if age_errors else "no ages labelled",
-        "ms per image": f"{statistics.median(times) * 1e3:.0f}",
-    }
+@dataclass(frozen=True)
+class Face:
+    x: float
+    y: float
+    gender: str  # "M", "F" or "?"
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    min_faces: int
+    max_faces: int
+    faces: tuple[Face, ...]
+
+
+@dataclass
+class Score:
+    labelled: int = 0
+    found: int = 0
+    extra: int = 0
+    scored: int = 0  # found faces with a known gender
+    right: int = 0
+    unknown: int = 0
+
+    def add(self, other: Score) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+def read_labels(path: Path) -> list[Photo]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    photos = []
+    for row in rows:
+        faces = []
+        for item in filter(None, (row.get("faces") or "").split(";")):
+            x, y, gender = item.split(",")
+            faces.append(Face(float(x), float(y), gender.strip().upper()))
+        photos.append(Photo(path.parent / row["file"], int(row["min_faces"]), int(row["max_faces"]), tuple(faces)))
+    return photos
+
+
+def match(labels: tuple[Face, ...], boxes: list[dict[str, float]]) -> dict[int, int]:
+    """Label index -> box index: a box serves the label whose point it contains, pairs
+    taken nearest box centre first, each box and each label at most once."""
+    pairs = []
+    for li, face in enumerate(labels):
+        for bi, box in enumerate(boxes):
+            if box["x1"] <= face.x <= box["x2"] and box["y1"] <= face.y <= box["y2"]:
+                centre = ((box["x1"] + box["x2"]) / 2, (box["y1"] + box["y2"]) / 2)
+                pairs.append(((centre[0] - face.x) ** 2 + (centre[1] - face.y) ** 2, li, bi))
+    matched: dict[int, int] = {}
+    for _, li, bi in sorted(pairs):
+        if li not in matched and bi not in matched.values():
+            matched[li] = bi
+    return matched
+
+
+def score(photo: Photo, faces: list[dict[str, Any]]) -> Score:
+    """How the merged faces (box, gender) of one photo compare with its labels."""
+    matched = match(photo.faces, [f["box"] for f in faces])
+    result = Score(labelled=len(photo.faces), found=len(matched), extra=max(0, len(faces) - photo.max_faces))
+    for li, bi in matched.items():
+        truth = photo.faces[li].gender
+        if truth in ("M", "F"):
+            answer = faces[bi]["gender"]
+            result.scored += 1
+            result.right += LETTER.get(answer) == truth
+            result.unknown += answer not in LETTER
+    return result
+
+
+class Pipeline:
+    """The service's detector and estimator for one configuration, run in this process."""
+
+    def __init__(self, config: settings.Settings) -> None:
+        self.config = config
+        self.detector = router.face_detector(config)
+        self.estimator = router.age_gender_estimator(config)
+        self.detector.prepare()
+        self.estimator.prepare()
+
+    def faces(self, data: bytes) -> list[dict[str, Any]]:
+        image, scale = decode_reduced(data, self.config.max_image_pixels, self.config.detect_max_side)
+        found = stages.detect_landmarks(image, self.detector, scale)["faces"]
+        picture = decode_image(data, self.config.max_image_pixels)
+        detected = [DetectedFace.from_dict(face) for face in found]
+        return stages.estimate_age_gender(picture, self.detector, self.estimator, detected)["faces"]
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"
+
+
+def totals_row(name: str, total: Score, seconds: list[float]) -> str:
+    return (
+        f"| {name} | {total.found}/{total.labelled} ({percent(total.found, total.labelled)}) | {total.extra} | "
+        f"{total.right}/{total.scored} ({percent(total.right, total.scored)}) | {total.unknown} | "
+        f"{total.scored - total.right - total.unknown} | {statistics.median(seconds) * 1e3:.0f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/accuracy.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("images", type=Path, help="folder with the labelled images")
-    parser.add_argument("labels", type=Path, help="labels file (TSV, see above)")
-    parser.add_argument("--append", action="store_true", help="also append the table to docs/benchmarks.md")
+    parser.add_argument("labels", nargs="*", type=Path, help="labels files (default: ../shared/faces-dev and images/)")
+    parser.add_argument("--only-default", action="store_true", help="run only the configured default")
+    parser.add_argument("--append", action="store_true", help="also append the tables to docs/benchmarks.md")
+    parser.add_argument("--note", default="", help="a line for the heading (what changed)")
     args = parser.parse_args(argv)
-    with open(args.labels, newline="") as handle:
-        labels = list(csv.DictReader(handle, delimiter="\t"))
-    columns = ["face count in range", "largest face gender", "face genders right / Unknown / wrong", "age MAE (years)", "ms per image"]
+    label_files = args.labels or [path for path in DEFAULT_LABELS if path.exists()]
+    photos = [photo for path in label_files for photo in read_labels(path)]
+    base = settings.load()
+    names = list(CONFIGURATIONS)[:1] if args.only_default else list(CONFIGURATIONS)
+
+    per_photo: list[str] = []
+    totals: list[str] = []
+    for name in names:
+        pipeline = Pipeline(dataclasses.replace(base, **CONFIGURATIONS[name]))
+        total, seconds = Score(), []
+        for photo in photos:
+            data = photo.path.read_bytes()
+            started = time.perf_counter()
+            faces = pipeline.faces(data)
+            seconds.append(time.perf_counter() - started)
+            result = score(photo, faces)
+            total.add(result)
+            if name == names[0]:
+                per_photo.append(
+                    f"| {photo.path.name} | {result.found}/{result.labelled} | {len(faces)} ({photo.min_faces}-{photo.max_faces}) | "
+                    f"{result.extra} | {result.right}/{result.scored} | {result.unknown} | "
+                    + "".join(LETTER.get(f["gender"], "?") for f in sorted(faces, key=lambda f: f["box"]["x1"]))
+                    + " |"
+                )
+        totals.append(totals_row(name, total, seconds))
+
     lines = [
-        f"### {date.today().isoformat()}: accuracy on {args.labels.name} ({len(labels)} images)",
+        f"### {date.today().isoformat()}: accuracy{': ' + args.note if args.note else ''}",
         "",
-        "| backend | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
+        f"{len(photos)} photos from {', '.join(str(p.parent.name) + '/' + p.name for p in label_files)}; "
+        f"DETECT_MAX_SIDE={base.detect_max_side}, DETECT_THRESHOLD={base.detect_threshold}, "
+        f"AGEGENDER_FLIP={int(base.agegender_flip)}, MIN_GENDER_CONFIDENCE={base.min_gender_confidence}.",
+        "",
+        "| configuration | faces found | extra boxes | genders right | Unknown | wrong | ms per photo |",
+        "|---|---|---|---|---|---|---|",
+        *totals,
+        "",
+        f"Per photo, {names[0]}:",
+        "",
+        "| photo | found | boxes (labelled range) | extra | genders right | Unknown | answers left to right |",
+        "|---|---|---|---|---|---|---|",
+        *per_photo,
+        "",
     ]
-    for name, pair in backends(settings.load()).items():
-        if isinstance(pair, str):
-            lines.append(f"| {name} | {pair} |" + " |" * (len(columns) - 1))
-            continue
-        result = evaluate(*pair, args.images, labels)
-        lines.append(f"| {name} | " + " | ".join(result[c] for c in columns) + " |")
-    table = "\n".join(lines) + "\n"
+    table = "\n".join(lines)
     print(table)
     if args.append:
         append_to_section("Accuracy (`bench/accuracy.py`)", table)

@@ -1,23 +1,53 @@
-"""The accuracy benchmark on the shipped labelled set: the default backend's goals."""
+"""bench/accuracy.py: its matching rules on made-up boxes, and a run on the project's photos."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+from bench.accuracy import Face, Photo, match, read_labels, score
 from tasks.settings import PROJECT_ROOT
 
+LABELS = PROJECT_ROOT / "images" / "labels.tsv"
 
-def test_default_backend_finds_every_face_and_gets_no_gender_wrong() -> None:
+
+def box(x1: float, y1: float, x2: float, y2: float) -> dict[str, float]:
+    return {"x1": x1, "y1": y1, "x2": x2, "y2": y2, "score": 0.9}
+
+
+def test_a_box_serves_the_label_nearest_its_centre_and_only_one() -> None:
+    labels = (Face(10, 10, "M"), Face(14, 10, "F"), Face(100, 100, "F"))
+    boxes = [box(0, 0, 30, 20), box(90, 90, 110, 110)]  # the first holds both points; its centre is (15, 10)
+    assert match(labels, boxes) == {1: 0, 2: 1}
+
+
+def test_score_counts_found_extra_and_genders() -> None:
+    photo = Photo(LABELS, 1, 2, (Face(10, 10, "M"), Face(50, 50, "F"), Face(90, 90, "?")))
+    faces = [
+        {"box": box(0, 0, 20, 20), "gender": "Male"},
+        {"box": box(40, 40, 60, 60), "gender": "Unknown"},
+        {"box": box(80, 80, 99, 99), "gender": "Female"},
+        {"box": box(200, 200, 220, 220), "gender": "Female"},
+    ]
+    result = score(photo, faces)
+    assert (result.labelled, result.found, result.extra) == (3, 3, 2)
+    assert (result.scored, result.right, result.unknown) == (2, 1, 1)  # "?" is not scored
+
+
+def test_labels_of_the_projects_photos_are_read() -> None:
+    photos = {photo.path.name: photo for photo in read_labels(LABELS)}
+    assert len(photos["t1.jpg"].faces) == 6 and photos["t1.jpg"].min_faces == 6
+    assert [face.gender for face in photos["astronaut.jpg"].faces] == ["F"]
+
+
+def test_the_default_finds_every_face_of_the_projects_photos() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/accuracy.py", "images", "bench/labels.tsv"],
+        [sys.executable, "bench/accuracy.py", str(LABELS), "--only-default"],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in result.stdout.splitlines() if line.startswith("| embedded")}
-    default = rows["embedded + flip + Unknown below 0.75 (default)"]
-    assert default[0] == "2/2"  # every image: face count within its labelled range
-    assert default[1] == "1/1"  # the astronaut is a woman
-    right, unknown, wrong = (int(n) for n in default[2].split(" / "))
-    assert wrong == 0 and right + unknown == 7 and right >= 6
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| configured (default)"))
+    cells = [cell.strip() for cell in row.split("|")[2:-1]]
+    assert cells[0].startswith("7/7") and cells[1] == "0"  # every face found, no extra box
+    right = int(cells[2].split("/")[0])
+    assert right >= 6 and cells[3] == "0"  # at most t1's standing man wrong; nobody "Unknown"
