@@ -5,10 +5,10 @@
 Starts ``python -m grpc_facade.stack serve`` (no Flower), sends ``--images`` different
 copies of a photo at ``--concurrency``, and divides the CPU time (user + system) each
 process of the stack used meanwhile by the number of images, summed per role: Redis,
-the facade, each worker's main process and its pool processes. The same model code is
-then timed in this process (``time.process_time``) on the same images. On a machine
-whose cores are all busy, the ratio of the two totals bounds the throughput ratio of
-``bench/speed.py``. Runs alternate between the service and in-process ``--runs`` times.
+the facade, each worker's main process and its pool processes. The two baselines of
+``bench/baselines.py`` are then timed in this process (``time.process_time``) on the
+same images. On a machine whose cores are all busy, the ratio of the service's total to
+the lean pipeline's bounds the throughput ratio of ``bench/speed.py``. Runs alternate between the service and in-process ``--runs`` times.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.processes import cpu_by_role, cpu_per_item  # noqa: E402
 from bench.report import publish  # noqa: E402
-from bench.speed import _in_process, distinct_copies, end_to_end, machine, private_stack, resized  # noqa: E402
+from bench import baselines  # noqa: E402
+from bench.speed import KINDS, distinct_copies, end_to_end, machine, private_stack, resized  # noqa: E402
 from tasks import QUEUES  # noqa: E402
 
 ROLES = ("redis", "facade", *(f"{queue} {part}" for queue in QUEUES for part in ("main", "pool")))
@@ -40,12 +41,12 @@ def service_cpu(launcher: int, target: str, images: list[bytes], concurrency: in
     return cpu_per_item(before, after, ROLES, len(images))
 
 
-def in_process_cpu(images: list[bytes]) -> float:
-    """CPU seconds per image of decoding, detection and age/gender in this process."""
-    _in_process(images[0])  # load and warm up
+def in_process_cpu(kind: str, images: list[bytes]) -> float:
+    """CPU seconds per image of a baseline (``bench/baselines.py``) in this process."""
+    baselines.run(kind, images[0])  # load and warm up
     started = time.process_time()
     for data in images:
-        _in_process(data)
+        baselines.run(kind, data)
     return (time.process_time() - started) / len(images)
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in tqdm(range(1, args.runs + 1), desc="runs", unit="run"):
             images = [next(copies) for _ in range(args.images)]
             service = service_cpu(process.pid, target, images, args.concurrency)
-            rows.append((run, service, in_process_cpu(images)))
+            rows.append((run, service, {kind: in_process_cpu(kind, images) for kind in KINDS}))
 
     lines = [
         f"### {date.today().isoformat()}: {args.note or 'bench/cpu.py'}",
@@ -74,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}. {args.images} different copies of {args.photo} at {args.width} px, "
         f"{args.concurrency} in flight; CPU ms per image (user + system).",
         "",
-        "| run | " + " | ".join(ROLES) + " | service total | in-process | service / in-process |",
-        "|---" * (len(ROLES) + 4) + "|",
+        "| run | " + " | ".join(ROLES) + " | service total | plain script | lean pipeline | service / lean |",
+        "|---" * (len(ROLES) + 5) + "|",
     ]
     for run, service, in_process in rows:
         total = sum(service.values())
         cells = " | ".join(f"{service[role] * 1e3:.1f}" for role in ROLES)
-        lines.append(f"| {run} | {cells} | {total * 1e3:.1f} | {in_process * 1e3:.1f} | {total / in_process:.2f} |")
+        lines.append(f"| {run} | {cells} | {total * 1e3:.1f} | {in_process['plain'] * 1e3:.1f} | "
+                     f"{in_process['lean'] * 1e3:.1f} | {total / in_process['lean']:.2f} |")
     publish("\n".join(lines) + "\n", append=not args.no_append)
     return 0
 

@@ -1,30 +1,25 @@
-"""Speed and memory: in-process models versus the whole service, in one run.
+"""Speed and memory: the service through gRPC against two in-process baselines, in one run.
 
     .venv/bin/python bench/speed.py            # prints a markdown table, appends it to docs/benchmarks.md
 
-Measures, on this machine:
-- the in-process baseline: decode + face detection + age/gender with the same model code,
-  no Celery/Redis/gRPC, in one process (serial) and in one process per core (throughput);
-  the serial time image by image between the service's requests and, for comparison,
-  one image after another; and, for comparison only, serial with the models a lone task
-  uses (``IDLE_THREADS`` cores: the service's configuration at concurrency 1);
-- end to end through the gRPC facade at concurrency 1, 2, 4 and 8 (p50/p95 latency and
-  images per second), every request a different image so that nothing is answered from
-  a stored result;
-- for a one-face photo and the six-face t1.jpg, each about 640 px and 1920 px wide;
-- cold start of ``python -m grpc_facade.stack serve`` to the first answered request, and
-  each worker's memory (main + pool processes) after warm-up and again after all the
-  rounds: PSS, which splits the pages they share, and the plain sum of their RSS;
-- the ratios: end-to-end p50 at concurrency 1 / in-process serial time, and end-to-end
-  throughput at concurrency 8 / in-process throughput with one process per core.
+The baselines (``bench/baselines.py``) call the same networks in-process: the plain
+script a user would write with the two wheels, and the lean limit of those networks.
+For a one-face photo and the six-face t1.jpg, each about 640 px and 1920 px wide, every
+request a different copy (nothing is answered from a stored result), it measures:
 
-The machine these run on is shared and its speed drifts from minute to minute, so the
-baseline and the service are measured alternately: the serial time and concurrency 1
-image by image (each image in-process, then the same bytes through the service), the
-two throughputs back to back; photo by photo, in ``--rounds`` rounds. Each round gives
-its own ratios, and the table shows the medians. The two
-throughput figures are measured over ``--throughput-requests`` images, enough for the
-start and the end of a batch (when fewer than 8 requests are in flight) to matter little.
+- latency, image by image: each image through the plain script, then the lean
+  pipeline, then the same bytes through the service at concurrency 1, so that all
+  three see the same seconds of this shared machine (p50 of each);
+- throughput, back to back: the service at concurrency 8 over ``--throughput-requests``
+  images, and each baseline over as many with one process per core; the order rotates
+  from round to round;
+- cold start of ``python -m grpc_facade.stack serve`` to the first answered request, and
+  each worker's memory (main + pool processes) after warm-up and after all rounds: PSS,
+  which splits the pages they share, and the plain sum of their RSS.
+
+Each of ``--rounds`` rounds gives its own ratios; the table shows their medians and,
+in brackets, every round's. Targets (issue 12): c=8 img/s at least 1.3 x the plain
+script's and 0.75 x the lean pipeline's; c=1 p50 at most 0.8 x the plain script's serial time.
 """
 
 from __future__ import annotations
@@ -57,11 +52,12 @@ sys.path.insert(0, str(ROOT))
 from grpc_facade.stack import health_serving  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
+from bench import baselines  # noqa: E402
 from bench.processes import stack_processes  # noqa: E402
 from bench.report import publish  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 
-CONCURRENCY = (1, 2, 4, 8)
+CONCURRENCY = 8  # requests in flight for the service's throughput
 
 
 def free_port() -> int:
@@ -90,34 +86,26 @@ def distinct_copies(data: bytes, count: int) -> list[bytes]:
     return copies
 
 
-# --- in-process baseline: the models the workers use, called directly -----------------
+# --- the baselines, in this process and in one process per core ------------------------
 
-def _in_process(data: bytes, alone: bool = False) -> int:
-    """Decode, detect and estimate with the models of a busy worker (``alone``: of a lone task)."""
-    from tasks import models
-    from tasks.imaging import decode_image
-
-    image = decode_image(data, 10**9)
-    faces = models.detector_for(alone).detect(image)
-    models.estimator_for(alone).estimate(image, faces)
-    return len(faces)
+KINDS = ("plain", "lean")
 
 
-def in_process_serial(images: list[bytes], alone: bool = False) -> float:
-    """Median seconds per image, one image after another in this process."""
-    _in_process(images[0], alone)  # load and warm up
-    times = []
-    for data in images:
-        started = time.perf_counter()
-        _in_process(data, alone)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def _warm(kind: str) -> None:
+    baselines.run(kind, resized(ROOT / "images" / "t1.jpg", 320))
 
 
-def in_process_throughput(pool: ProcessPoolExecutor, images: list[bytes]) -> float:
-    """Images per second with ``pool`` (one warm process per core)."""
+def baseline_pool(kind: str, cores: int) -> ProcessPoolExecutor:
+    """``cores`` processes, each with ``kind``'s models loaded and warmed up."""
+    pool = ProcessPoolExecutor(cores, initializer=_warm, initargs=(kind,))
+    list(pool.map(time.sleep, [0.2] * cores))  # every process started (and warmed up)
+    return pool
+
+
+def baseline_throughput(pool: ProcessPoolExecutor, kind: str, images: list[bytes]) -> float:
+    """Images per second of ``kind`` with ``pool``."""
     started = time.perf_counter()
-    list(pool.map(_in_process, images))
+    list(pool.map(baselines.run, [kind] * len(images), images))
     return len(images) / (time.perf_counter() - started)
 
 
@@ -201,24 +189,20 @@ def end_to_end(target: str, images: list[bytes], concurrency: int) -> tuple[floa
     return (*p50_p95(latencies), len(images) / wall)
 
 
-def paired_latency(target: str, images: list[bytes]) -> tuple[float, tuple[float, float, float]]:
-    """Each image in this process, then the same bytes through the service at concurrency 1,
-    image by image, so that both see the same seconds of this shared machine.
-
-    Returns the in-process median seconds per image and the service's (p50 s, p95 s,
-    images per second).
-    """
-    _in_process(images[0])  # load and warm up
-    local: list[float] = []
-    remote: list[float] = []
+def paired_latency(target: str, images: list[bytes]) -> dict[str, tuple[float, float]]:
+    """Each image through the plain script, the lean pipeline and the service at
+    concurrency 1, image by image, so that all three see the same seconds of this
+    shared machine. Returns (p50 s, p95 s) per kind ("plain", "lean", "service")."""
+    times: dict[str, list[float]] = {kind: [] for kind in (*KINDS, "service")}
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.ImageInputStub(channel)
         for data in images:
-            started = time.perf_counter()
-            _in_process(data)
-            local.append(time.perf_counter() - started)
-            remote.append(timed_request(stub, data))
-    return statistics.median(local), (*p50_p95(remote), len(remote) / sum(remote))
+            for kind in KINDS:
+                started = time.perf_counter()
+                baselines.run(kind, data)
+                times[kind].append(time.perf_counter() - started)
+            times["service"].append(timed_request(stub, data))
+    return {kind: p50_p95(seconds) for kind, seconds in times.items()}
 
 
 def machine() -> str:
@@ -231,78 +215,52 @@ def machine() -> str:
 
 @dataclass
 class Round:
-    """One round of one photo: baseline and service measured back to back."""
+    """One round of one photo: the baselines and the service measured side by side."""
 
-    serial: float  # in-process seconds per image, each image right before the service's request
-    back_to_back: float  # in-process seconds per image, one image after another
-    serial_alone: float  # the same with a lone task's models (IDLE_THREADS cores)
-    per_core: float  # in-process images per second, one process per core
-    cells: dict[int, tuple[float, float, float]]  # concurrency -> (p50 s, p95 s, img/s)
+    latency: dict[str, tuple[float, float]]  # kind -> (p50 s, p95 s) at concurrency 1 / serial
+    throughput: dict[str, float]  # kind -> images per second (service at c=8, baselines 1 process per core)
 
     @property
-    def latency_ratio(self) -> float:
-        return self.cells[1][0] / self.serial
-
-    @property
-    def latency_ratio_back_to_back(self) -> float:
-        return self.cells[1][0] / self.back_to_back
-
-    @property
-    def throughput_ratio(self) -> float:
-        return self.cells[max(CONCURRENCY)][2] / self.per_core
+    def ratios(self) -> tuple[float, float, float]:
+        """(c=8 / plain, c=8 / lean, c=1 p50 / plain serial p50)."""
+        service = self.throughput["service"]
+        return (service / self.throughput["plain"], service / self.throughput["lean"],
+                self.latency["service"][0] / self.latency["plain"][0])
 
 
-def measure(
-    target: str, pool: ProcessPoolExecutor, images: Iterator[bytes], requests: int, throughput_requests: int
-) -> Round:
-    """One round: in-process serial back to back; in-process serial and the service at
-    concurrency 1, image by image; the lone-task models in-process; the service at the
-    other concurrencies; in-process throughput. The highest concurrency runs
-    ``throughput_requests`` requests, right before the in-process throughput it is
-    compared with."""
-
-    def take(count: int) -> list[bytes]:
-        return [next(images) for _ in range(count)]
-
-    back_to_back = in_process_serial(take(requests))
-    serial, one_at_a_time = paired_latency(target, take(requests))
-    serial_alone = in_process_serial(take(requests), alone=True)
-    cells = {1: one_at_a_time}
-    for c in CONCURRENCY[1:]:
-        cells[c] = end_to_end(target, take(throughput_requests if c == max(CONCURRENCY) else requests), c)
-    per_core = in_process_throughput(pool, take(throughput_requests))
-    return Round(serial, back_to_back, serial_alone, per_core, cells)
+def measure(target: str, pools: dict[str, ProcessPoolExecutor], images: Iterator[bytes],
+            requests: int, throughput_requests: int, order: int) -> Round:
+    """One round: paired latency over ``requests`` images, then the three throughputs over
+    ``throughput_requests`` images each, starting with the ``order``-th of them."""
+    latency = paired_latency(target, [next(images) for _ in range(requests)])
+    throughput: dict[str, float] = {}
+    kinds = ["service", *KINDS]
+    for kind in kinds[order % 3:] + kinds[:order % 3]:
+        batch = [next(images) for _ in range(throughput_requests)]
+        throughput[kind] = (end_to_end(target, batch, CONCURRENCY)[2] if kind == "service"
+                            else baseline_throughput(pools[kind], kind, batch))
+    return Round(latency, throughput)
 
 
 def median_row(name: str, rounds: list[Round]) -> str:
     """A table row: the median of every figure over the rounds, and the median ratios."""
     med = statistics.median
-    serial, per_core = med(r.serial for r in rounds), med(r.per_core for r in rounds)
-    serial_alone, back_to_back = med(r.serial_alone for r in rounds), med(r.back_to_back for r in rounds)
-    cells = " | ".join(
-        f"{med(r.cells[c][0] for r in rounds) * 1e3:.0f} | {med(r.cells[c][1] for r in rounds) * 1e3:.0f} | "
-        f"{med(r.cells[c][2] for r in rounds):.2f}"
-        for c in CONCURRENCY
-    )
-    latency = ", ".join(f"{r.latency_ratio:.2f}" for r in rounds)
-    latency_back_to_back = ", ".join(f"{r.latency_ratio_back_to_back:.2f}" for r in rounds)
-    throughput = ", ".join(f"{r.throughput_ratio:.2f}" for r in rounds)
-    return (
-        f"| {name} | {serial * 1e3:.0f} | {back_to_back * 1e3:.0f} | {serial_alone * 1e3:.0f} | {per_core:.2f} | {cells} | "
-        f"**{med(r.latency_ratio for r in rounds):.2f}** ({latency}) | "
-        f"{med(r.latency_ratio_back_to_back for r in rounds):.2f} ({latency_back_to_back}) | "
-        f"**{med(r.throughput_ratio for r in rounds):.2f}** ({throughput}) |"
-    )
+    cells = [f"{med(r.latency[k][0] for r in rounds) * 1e3:.0f}" for k in (*KINDS, "service")]
+    cells.append(f"{med(r.latency['service'][1] for r in rounds) * 1e3:.0f}")
+    cells += [f"{med(r.throughput[k] for r in rounds):.2f}" for k in (*KINDS, "service")]
+    for index in range(3):
+        each = ", ".join(f"{r.ratios[index]:.2f}" for r in rounds)
+        cells.append(f"**{med(r.ratios[index] for r in rounds):.2f}** ({each})")
+    return f"| {name} | " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/speed.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=16, help="requests per latency cell (default 16)")
-    parser.add_argument(
-        "--throughput-requests", type=int, default=48,
-        help=f"images for the two throughput figures: c={max(CONCURRENCY)} and in-process (default 48)",
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per photo; medians shown (default 3)")
+    parser.add_argument("--requests", type=int, default=12, help="images per paired latency measurement (default 12)")
+    parser.add_argument("--throughput-requests", type=int, default=48,
+                        help="images for each throughput figure (default 48)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per photo; medians shown (default 3)")
+    parser.add_argument("--photos", default="", help="a subset of the photos, separated by semicolons (e.g. '6 faces, 640 px')")
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line to print above the table (what changed)")
     args = parser.parse_args(argv)
@@ -313,40 +271,45 @@ def main(argv: list[str] | None = None) -> int:
         "6 faces, 640 px": resized(ROOT / "images" / "t1.jpg", 640),
         "6 faces, 1920 px": resized(ROOT / "images" / "t1.jpg", 1920),
     }
-    per_round = args.requests * (len(CONCURRENCY) + 1) + 2 * args.throughput_requests
+    if args.photos:
+        photos = {name: photos[name] for name in args.photos.split(";")}
+    per_round = args.requests + 3 * args.throughput_requests
     rows = []
+    cores = os.cpu_count() or 1
+    for kind in KINDS:
+        _warm(kind)  # the paired latency runs them in this process
     with private_stack() as (process, target, cold_start):
         warm = worker_memory_mb(process.pid)
-        cores = os.cpu_count() or 1
-        with ProcessPoolExecutor(cores) as pool, tqdm(total=len(photos) * args.rounds, desc="rounds", unit="round") as bar:
-            for name, data in photos.items():
-                images = iter(distinct_copies(data, per_round * args.rounds))
-                list(pool.map(_in_process, [data] * cores))  # load the models in every process
-                rounds = []
-                for _ in range(args.rounds):
-                    rounds.append(measure(target, pool, images, args.requests, args.throughput_requests))
-                    bar.update()
-                rows.append(median_row(name, rounds))
+        pools = {kind: baseline_pool(kind, cores) for kind in KINDS}
+        try:
+            with tqdm(total=len(photos) * args.rounds, desc="rounds", unit="round") as bar:
+                for name, data in photos.items():
+                    images = iter(distinct_copies(data, per_round * args.rounds))
+                    rounds = []
+                    for index in range(args.rounds):
+                        rounds.append(measure(target, pools, images, args.requests, args.throughput_requests, index))
+                        bar.update()
+                    rows.append(median_row(name, rounds))
+        finally:
+            for pool in pools.values():
+                pool.shutdown()
         loaded = worker_memory_mb(process.pid)
 
     config = settings.load()
     lines = [
         f"### {date.today().isoformat()}: {args.note or 'bench/speed.py'}",
         "",
-        f"Machine: {machine()}. Medians of {args.rounds} alternating rounds per photo; {args.requests} "
-        f"requests per latency cell, {args.throughput_requests} for each throughput figure; settings: "
-        f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, IDLE_THREADS={config.idle_threads}, "
+        f"Machine: {machine()}. Medians of {args.rounds} rounds per photo; {args.requests} images per paired "
+        f"latency figure, {args.throughput_requests} per throughput figure; settings: "
+        f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, "
         + ", ".join(f"{queue.upper()}_CONCURRENCY={config.concurrency(queue)}" for queue in QUEUES)
-        + ". In-process serial: each image right before the same bytes go through the service "
-        "at concurrency 1 (the ratio's baseline: both see the same seconds of this drifting "
-        "machine), and, for comparison, one image after another. The ratio columns give the median "
-        "and, in brackets, each round's own ratio.",
+        + ". Plain: the script a user would write with the two wheels; lean: the same networks called "
+        "lean (bench/baselines.py). Latency: each image through plain, lean and the service at c=1 in turn; "
+        "throughput: the service at c=8, each baseline with one process per core.",
         "",
-        f"| photo | in-process serial ms | in-process serial ms, back to back | in-process serial ms, {config.idle_threads} cores | "
-        "in-process img/s (1 proc/core) | "
-        + " | ".join(f"c={c} p50 ms | c={c} p95 ms | c={c} img/s" for c in CONCURRENCY)
-        + f" | p50 c=1 / serial | p50 c=1 / back-to-back serial | img/s c={max(CONCURRENCY)} / in-process |",
-        "|---" * (8 + 3 * len(CONCURRENCY)) + "|",
+        "| photo | plain serial p50 ms | lean serial p50 ms | c=1 p50 ms | c=1 p95 ms | plain img/s | lean img/s | "
+        f"c={CONCURRENCY} img/s | c={CONCURRENCY} / plain (≥ 1.3) | c={CONCURRENCY} / lean (≥ 0.75) | c=1 p50 / plain serial (≤ 0.8) |",
+        "|---" * 12 + "|",
         *rows,
         "",
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "

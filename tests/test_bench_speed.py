@@ -22,3 +22,11 @@ def test_copies_are_distinct_images_of_the_requested_width() -> None:
     assert len(set(copies)) == 5
     assert all(Image.open(BytesIO(copy)).size == Image.open(BytesIO(data)).size for copy in copies)
     assert Image.open(BytesIO(data)).width == 320
+
+
+def test_both_baselines_find_and_estimate_the_six_faces_of_t1(t1_bytes: bytes) -> None:
+    from bench import baselines
+
+    assert baselines.run("plain", t1_bytes) == 6
+    assert baselines.run("lean", t1_bytes) == 6
+    assert baselines.run("lean", resized(ASTRONAUT_JPG, 320)) == 1  # another input shape, another session
