@@ -157,7 +157,7 @@ class Metrics:
         try:
             server, _ = prometheus_client.start_http_server(port, addr=address, registry=self.registry)
         except OSError as error:
-            raise OSError(f"cannot serve metrics on {address}:{port}: {error}") from error
+            raise OSError(f"cannot serve metrics on {grpc_host}:{port}: {error}") from error
         return server
 
 
