@@ -140,7 +140,7 @@ def private_stack(log_dir: Path | None = None) -> Iterator[tuple[subprocess.Pope
     Yields the launcher process, the facade's address and the cold start in seconds.
     """
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
-               OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
+               METRICS_PORT=str(free_port()), OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
     process, cold_start = start_stack(env, log_dir or Path(tempfile.mkdtemp(prefix="bench-logs-")))
     try:
         yield process, f"localhost:{env['GRPC_PORT']}", cold_start

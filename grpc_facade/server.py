@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from grpc_facade import channels
 from grpc_facade.health import PipelineHealth
+from grpc_facade.metrics import Metrics, method_label, queue_client
 from grpc_facade.pipeline import Pipeline
 from grpc_facade.servicers import (
     AgeGenderEstimationServicer,
@@ -28,19 +29,23 @@ from tasks import logs, settings
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = [service.full_name for service in pb.DESCRIPTOR.services_by_name.values()]
+METHOD_LABELS = [method_label(f"/{service.full_name}/{method.name}")
+                 for service in pb.DESCRIPTOR.services_by_name.values() for method in service.methods]
 
 
-def build_server(config: settings.Settings) -> tuple[grpc.Server, PipelineHealth, int]:
-    """A started-ready server with all services, health and reflection; returns the bound port."""
+def build_server(config: settings.Settings, metrics: Metrics) -> tuple[grpc.Server, PipelineHealth, int]:
+    """A started-ready server with all services, health and reflection, every call counted
+    in ``metrics``; returns the bound port."""
     pipeline = Pipeline(config)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="rpc"),
+        interceptors=[metrics.interceptor],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
         ],
     )
-    pb_grpc.add_ImageInputServicer_to_server(ImageInputServicer(pipeline), server)
+    pb_grpc.add_ImageInputServicer_to_server(ImageInputServicer(pipeline, metrics), server)
     pb_grpc.add_FaceLandmarkDetectionServicer_to_server(FaceLandmarkDetectionServicer(pipeline), server)
     pb_grpc.add_AgeGenderEstimationServicer_to_server(AgeGenderEstimationServicer(pipeline), server)
     pb_grpc.add_DataStorageServicer_to_server(DataStorageServicer(pipeline), server)
@@ -60,11 +65,15 @@ def build_server(config: settings.Settings) -> tuple[grpc.Server, PipelineHealth
 
 def serve(config: settings.Settings) -> None:
     """Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 10 s)."""
-    server, pipeline_health, port = build_server(config)
+    metrics = Metrics(queue_client(config.redis_url), METHOD_LABELS)
+    server, pipeline_health, port = build_server(config, metrics)
+    metrics_server = metrics.serve(config.grpc_host, config.metrics_port) if config.metrics_port else None
     server.start()
     pipeline_health.start()
     tls = " (TLS)" if config.grpc_tls_cert else ""
     log.info("Image Input Service running on %s:%d...%s", config.grpc_host, port, tls)
+    if metrics_server is not None:
+        log.info("Prometheus metrics on %s:%d/metrics", config.grpc_host, config.metrics_port)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
@@ -72,6 +81,8 @@ def serve(config: settings.Settings) -> None:
     log.info("Image Input Service stopping")
     pipeline_health.stop()
     server.stop(grace=10).wait()
+    if metrics_server is not None:
+        metrics_server.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m grpc_facade.server",
         description="Serve ImageInput, FaceLandmarkDetection, AgeGenderEstimation and DataStorage "
         "over gRPC, with health and reflection. Configured by environment variables "
-        "(GRPC_HOST, GRPC_PORT, REDIS_URL, REQUEST_TIMEOUT, ...; see README).",
+        "(GRPC_HOST, GRPC_PORT, METRICS_PORT, REDIS_URL, REQUEST_TIMEOUT, ...; see README).",
     )
     parser.parse_args(argv)
     logs.setup()

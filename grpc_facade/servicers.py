@@ -17,6 +17,7 @@ import grpc
 import kombu.exceptions
 
 from grpc_facade import messages
+from grpc_facade.metrics import Metrics
 from grpc_facade.pipeline import InvalidKey, Pipeline
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
@@ -57,8 +58,9 @@ def _timeout(context: grpc.ServicerContext, pipeline: Pipeline) -> float:
 
 
 class ImageInputServicer(pb_grpc.ImageInputServicer):
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
         self.pipeline = pipeline
+        self.metrics = metrics
 
     def ProcessImage(self, request: pb.ImageRequest, context: grpc.ServicerContext) -> pb.CombinedResponse:
         started = time.perf_counter()
@@ -70,6 +72,8 @@ class ImageInputServicer(pb_grpc.ImageInputServicer):
                 annotate=request.annotate,
             )
             response = messages.combined_response(outcome, time.perf_counter() - started, cached)
+            if not cached:
+                self.metrics.observe_stages(response)
             tag = response.redis_key[:12]
             log.info("Face Landmark Detection responded: %s [%s]", response.landmark_response.status, tag)
             log.info("Age Gender Estimation responded: %s [%s]", response.age_gender_response.status, tag)

@@ -111,6 +111,7 @@ class Stack:
             REDIS_URL=config.redis_url,
             GRPC_PORT=str(config.grpc_port),
             FLOWER_PORT=str(config.flower_port),
+            METRICS_PORT=str(config.metrics_port),
             OUTPUT_DIR=str(config.output_dir),
             PYTHONPATH=str(settings.PROJECT_ROOT),
         )
@@ -172,6 +173,8 @@ class Stack:
             subprocess.run([*celery, "control", "enable_events", "--timeout", "0.5"], env=self.env, cwd=settings.PROJECT_ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         log.info("stack ready in %.1fs: gRPC on %s", time.perf_counter() - started, self.grpc_target)
+        if self.config.metrics_port:
+            log.info("metrics on http://localhost:%d/metrics", self.config.metrics_port)
         if self.flower:
             log.info("Flower on http://localhost:%d", self.config.flower_port)
 

@@ -66,6 +66,7 @@ class Settings:
     grpc_port: int
     grpc_workers: int
     flower_port: int
+    metrics_port: int
     image_ttl: int
     result_ttl: int
     request_timeout: float
@@ -114,6 +115,7 @@ def load() -> Settings:
         grpc_port=_env_int("GRPC_PORT", 50051),
         grpc_workers=_env_int("GRPC_WORKERS", 16),
         flower_port=_env_int("FLOWER_PORT", 5555),
+        metrics_port=_env_int("METRICS_PORT", 9464),
         image_ttl=_env_int("IMAGE_TTL", 3600),
         result_ttl=_env_int("RESULT_TTL", 86400),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),

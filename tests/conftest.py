@@ -84,6 +84,7 @@ class RunningStack:
     log_dir: Path
     channel: grpc.Channel
     flower_url: str
+    metrics_url: str
 
     @property
     def redis(self) -> redis.Redis:
@@ -105,12 +106,13 @@ class RunningStack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     base = tmp_path_factory.mktemp("stack")
-    grpc_port, flower_port = free_port(), free_port()
+    grpc_port, flower_port, metrics_port = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
         REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
         GRPC_PORT=str(grpc_port),
         FLOWER_PORT=str(flower_port),
+        METRICS_PORT=str(metrics_port),
         FLOWER_BASIC_AUTH=f"{FLOWER_USER}:{FLOWER_PASSWORD}",
         OUTPUT_DIR=str(base / "output"),
         REQUEST_TIMEOUT="60",
@@ -132,7 +134,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     channel = grpc.insecure_channel(target)
     try:
         yield RunningStack(
-            target, env["REDIS_URL"], base / "output", base / "logs", channel, f"http://localhost:{flower_port}"
+            target, env["REDIS_URL"], base / "output", base / "logs", channel, f"http://localhost:{flower_port}",
+            f"http://localhost:{metrics_port}/metrics",
         )
     finally:
         channel.close()
@@ -160,6 +163,7 @@ def private_stack(base: Path, redis_url: str = "", **env: str) -> Iterator[Stack
             settings.load(),
             redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
             grpc_port=free_port(),
+            metrics_port=free_port(),
             output_dir=base / "output",
         )
         stack = Stack(config, flower=False, log_dir=base / "logs")

@@ -45,7 +45,7 @@ def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path) -> None:
     from tests.conftest import free_port
 
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
-               OUTPUT_DIR=str(tmp_path / "out"), PYTHONPATH=str(PROJECT_ROOT))
+               METRICS_PORT=str(free_port()), OUTPUT_DIR=str(tmp_path / "out"), PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(tmp_path / "logs")],
         env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -387,8 +387,11 @@ def check_ports(compose: Compose) -> list[str]:
     facade = services.get("facade", {})
     if (defaults.grpc_port, defaults.grpc_port) not in published_ports(facade):
         problems.append(f"facade does not publish {defaults.grpc_port}:{defaults.grpc_port} (GRPC_PORT default)")
-    if "GRPC_PORT" in environment(facade):
-        problems.append("facade overrides GRPC_PORT: the published port would no longer match")
+    if (defaults.metrics_port, defaults.metrics_port) not in published_ports(facade):
+        problems.append(f"facade does not publish {defaults.metrics_port}:{defaults.metrics_port} (METRICS_PORT default)")
+    for variable in ("GRPC_PORT", "METRICS_PORT"):
+        if variable in environment(facade):
+            problems.append(f"facade overrides {variable}: the published port would no longer match")
     flower = services.get("flower", {})
     if (defaults.flower_port, defaults.flower_port) not in published_ports(flower):
         problems.append(f"flower does not publish {defaults.flower_port}:{defaults.flower_port}")
@@ -659,7 +662,15 @@ def _unnormalised_output_dir(d: Compose) -> None:
 
 
 def _facade_port(d: Compose) -> None:
-    d["services"]["facade"]["ports"] = ["50052:50051"]
+    d["services"]["facade"]["ports"] = ["50052:50051", "9464:9464"]
+
+
+def _metrics_port(d: Compose) -> None:
+    d["services"]["facade"]["ports"] = ["50051:50051"]
+
+
+def _metrics_port_moved(d: Compose) -> None:
+    d["services"]["facade"]["environment"] = {**d["services"]["facade"]["environment"], "METRICS_PORT": "9000"}
 
 
 def _flower_port(d: Compose) -> None:
@@ -785,7 +796,7 @@ MISTAKES = {
     "environment is read": [_unknown_variable],
     "redis by service name": [_localhost_redis, _no_redis_url, _redis_host_port_in_url, _list_environment_with_loopback],
     "settings take the values": [_unnormalised_output_dir],
-    "ports": [_facade_port, _flower_port, _redis_port],
+    "ports": [_facade_port, _metrics_port, _metrics_port_moved, _flower_port, _redis_port],
     "loopback only": [_redis_everywhere, _flower_everywhere],
     "output mount": [_no_output_mount, _unnormalised_output_dir, _facade_without_output, _read_only_storage],
     "health and order": [_no_redis_healthcheck, _redis_ping_passes_on_noauth, _facade_health_elsewhere,
