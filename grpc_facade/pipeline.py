@@ -11,20 +11,16 @@ import logging
 import re
 from typing import Any
 
-from celery import chord, group, uuid
+from celery import uuid
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
-from tasks import app, logs, settings, store
-from tasks.agegender import estimate_age_gender
+from tasks import app, graph, logs, settings, store
 from tasks.imaging import check_image, image_key
-from tasks.landmark import detect_landmarks
 from tasks.output import annotated_path, output_paths
-from tasks.storage import store_results
 
 log = logging.getLogger(__name__)
 
-STAGE_TASKS: dict[str, Any] = {"landmark": detect_landmarks, "agegender": estimate_age_gender}
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
@@ -54,7 +50,8 @@ class Pipeline:
     def process(
         self, data: bytes, timeout: float, recompute: bool = False, annotate: bool = False
     ) -> tuple[dict[str, Any], bool]:
-        """Both stages in parallel, then storage. Returns ``(outcome, cached)``.
+        """Detection, then the per-face stages, then storage (``tasks/graph.py``).
+        Returns ``(outcome, cached)``.
 
         ``outcome`` is ``{"document": ..., "storage": ...}``. An image already processed
         successfully is answered from its stored outcome (``cached`` is true) unless
@@ -76,11 +73,7 @@ class Pipeline:
             return _outcome(app.AsyncResult(running), timeout), False
         try:
             self.store.put_image(key, data)
-            workflow = chord(
-                group(detect_landmarks.s(key, run_id), estimate_age_gender.s(key, run_id)),
-                store_results.s(key, annotate).set(task_id=run_id),
-            )
-            return self._wait(workflow, key, timeout), False
+            return self._wait(graph.workflow(app, key, annotate, run_id), key, timeout), False
         finally:
             self.store.release_run(key, run_id)
 
@@ -106,7 +99,7 @@ class Pipeline:
     def run_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """One stage on its own; returns the key and the stage result it stored in Redis."""
         key = self.accept(data)
-        self._wait(STAGE_TASKS[stage].s(key), key, timeout)
+        self._wait(graph.stage(app, stage, key), key, timeout)
         result = self.store.get_stage_result(key, stage)
         if result is None:
             raise RuntimeError(f"the {stage} task finished but {store.stage_key(key, stage)} is not in Redis")
@@ -115,7 +108,7 @@ class Pipeline:
     def store_only(self, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """The storage stage on its own, merging whatever stage results Redis holds."""
         key = self.accept(data)
-        return key, self._wait(store_results.s([], key), key, timeout)
+        return key, self._wait(graph.storage(app, key).clone(args=([],)), key, timeout)
 
     def _wait(self, workflow: Signature, key: str, timeout: float) -> Any:
         """Send ``workflow`` and wait for its result, at most ``timeout`` seconds.

@@ -1,16 +1,17 @@
 """The Celery application: ``celery -A tasks worker -Q landmark|agegender|storage``.
 
-Task modules are thin wrappers around plain functions:
+Task modules are thin wrappers around plain functions; ``tasks/graph.py`` chains them:
 
-- ``tasks/landmark.py``  (queue ``landmark``):  boxes and landmark points
-- ``tasks/agegender.py`` (queue ``agegender``): age and gender per face
+- ``tasks/landmark.py``  (queue ``landmark``):  boxes and landmark points, first
+- ``tasks/agegender.py`` (queue ``agegender``): age and gender of the faces found
 - ``tasks/storage.py``   (queue ``storage``):   the chord callback writing ``output/``
 """
 
 from celery import Celery
 
-# One queue per stage; celeryconfig.py routes each task module to its queue.
-QUEUES = ("landmark", "agegender", "storage")
+from tasks.graph import QUEUES  # one queue per stage; celeryconfig.py routes each task module to its queue
+
+__all__ = ["QUEUES", "app"]
 
 app = Celery("tasks")
 app.config_from_object("celeryconfig")

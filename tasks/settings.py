@@ -79,7 +79,6 @@ class Settings:
     ort_threads: int
     detect_max_side: int
     detect_threshold: float
-    shared_detection_wait: float
     landmark_backend: str
     agegender_backend: str
     landmark_points: int
@@ -128,7 +127,6 @@ def load() -> Settings:
         ort_threads=_env_int("ORT_THREADS", 1),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
-        shared_detection_wait=_env_float("SHARED_DETECTION_WAIT", 10.0),
         landmark_backend=os.environ.get("LANDMARK_BACKEND", "").strip() or "embedded",
         agegender_backend=os.environ.get("AGEGENDER_BACKEND", "").strip() or "embedded",
         landmark_points=_env_int("LANDMARK_POINTS", 5),

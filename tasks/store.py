@@ -9,9 +9,6 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
   repeated requests answer from), expiring after ``RESULT_TTL``.
 - ``<key>:running``: the id of the chord now computing this image, so that concurrent
   requests for the same image wait for one run instead of starting another.
-- ``<key>:landmark:ready:<run id>``: a one-item list the landmark task pushes once its
-  result is stored; the age/gender task of that run blocks on it (BLPOP) to reuse the
-  detections without polling. Expires after 60 s.
 
 Also there: Celery's own keys (``celery-task-meta-*``, the queues).
 """
@@ -19,7 +16,6 @@ Also there: Celery's own keys (``celery-task-meta-*``, the queues).
 from __future__ import annotations
 
 import json
-import time
 from functools import cache
 from typing import Any
 
@@ -70,25 +66,6 @@ class ImageStore:
     def get_stage_result(self, key: str, stage: str) -> dict[str, Any] | None:
         raw = self.redis.get(stage_key(key, stage))
         return None if raw is None else json.loads(raw)
-
-    def announce(self, key: str, stage: str, run_id: str) -> None:
-        """Wake whoever waits (:meth:`wait_for`) for run ``run_id``'s ``stage`` result."""
-        ready = stage_key(key, f"{stage}:ready:{run_id}")
-        with self.redis.pipeline() as pipe:
-            pipe.rpush(ready, 1)
-            pipe.expire(ready, 60)
-            pipe.execute()
-
-    def wait_for(self, key: str, stage: str, run_id: str, timeout: float) -> bool:
-        """Block until run ``run_id`` announced its ``stage`` result, or ``timeout`` passed."""
-        ready = stage_key(key, f"{stage}:ready:{run_id}")
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            # In slices well under the client's socket timeout (10 s), which BLPOP must not hit.
-            if self.redis.blpop([ready], timeout=min(remaining, 5.0)) is not None:
-                self.redis.delete(ready)
-                return True
-        return False
 
     def put_outcome(self, key: str, outcome: dict[str, Any]) -> None:
         self.put_stage_result(key, "result", outcome)

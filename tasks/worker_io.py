@@ -25,20 +25,11 @@ def image_store() -> store.ImageStore:
     return store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
 
 
-def shared_faces(key: str, run_id: str, wait: float) -> list[DetectedFace] | None:
-    """The faces the landmark stage of run ``run_id`` found, once it has stored them.
-
-    ``None`` when that stage failed or has not answered within ``wait`` seconds: the
-    caller then detects faces itself.
-    """
-    images = image_store()
-    result = images.get_stage_result(key, "landmark")
-    if result is None or result.get("run_id") != run_id:
-        if not images.wait_for(key, "landmark", run_id, wait):
-            log.warning("[%s] no landmark result after %.1fs; detecting faces here", key[:12], wait)
-            return None
-        result = images.get_stage_result(key, "landmark")
-    if result is None or result.get("run_id") != run_id or result["status"] != stages.SUCCESS:
+def detected_faces(key: str) -> list[DetectedFace] | None:
+    """The faces the landmark stage stored for ``key``; ``None`` when it has no successful
+    result there (a stage called on its own, or a failed detection)."""
+    result = image_store().get_stage_result(key, "landmark")
+    if result is None or result["status"] != stages.SUCCESS:
         return None
     return [DetectedFace.from_dict(face) for face in result["faces"]]
 

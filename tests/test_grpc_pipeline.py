@@ -138,13 +138,18 @@ def test_landmark_service_alone(stack: RunningStack, astronaut_bytes: bytes) -> 
 
 def test_age_gender_service_alone(stack: RunningStack, astronaut_bytes: bytes) -> None:
     stub = pb_grpc.AgeGenderEstimationStub(stack.channel)
-    response = stub.EstimateAgeGender(pb.AgeGenderRequest(image_data=astronaut_bytes), timeout=60)
+    data = variant(astronaut_bytes, 30)  # bytes no landmark stage has seen
+    response = stub.EstimateAgeGender(pb.AgeGenderRequest(image_data=data), timeout=60)
     assert response.status == "Success"
     (face,) = response.faces
     assert face.gender == "Female" and 1 <= face.age <= 100
     stored = json.loads(stack.redis.get(f"{response.redis_key}:agegender"))
     assert stored["faces"][0]["gender"] == "Female"
-    assert stored["detection"] == "own"  # alone, the stage detects faces itself
+    assert stored["detection"] == "own"  # no faces stored for this image: the stage detects them itself
+    # Once the landmark stage has stored faces for these bytes, the stage takes them.
+    pb_grpc.FaceLandmarkDetectionStub(stack.channel).DetectLandmarks(pb.LandmarkRequest(image_data=data), timeout=60)
+    stub.EstimateAgeGender(pb.AgeGenderRequest(image_data=data), timeout=60)
+    assert json.loads(stack.redis.get(f"{response.redis_key}:agegender"))["detection"] == "landmark stage"
 
 
 def test_storage_service_alone_writes_what_redis_holds(stack: RunningStack) -> None:

@@ -51,23 +51,12 @@ def test_redis_errors_propagate_for_celery_to_retry(monkeypatch: pytest.MonkeyPa
         worker_io.image_store.cache_clear()
 
 
-def test_shared_faces_wait_for_the_announcement(stack: RunningStack, real_store: None) -> None:
-    import threading
-    import time
-
+def test_per_face_stages_take_the_faces_the_landmark_stage_stored(stack: RunningStack, real_store: None) -> None:
     face = {"box": {"x1": 1.0, "y1": 2.0, "x2": 30.0, "y2": 40.0, "score": 0.9}, "points": [[5.0, 6.0]]}
     store = worker_io.image_store()
-
-    def landmark_stage_finishes() -> None:
-        time.sleep(0.3)
-        store.put_stage_result(KEY, "landmark", {"status": "Success", "faces": [face], "run_id": "run-7"})
-        store.announce(KEY, "landmark", "run-7")
-
-    threading.Thread(target=landmark_stage_finishes).start()
-    started = time.monotonic()
-    faces = worker_io.shared_faces(KEY, "run-7", wait=60)
-    assert faces is not None and faces[0].to_dict() == face
-    assert time.monotonic() - started < 30  # woken by the announcement, long before the limit
-    assert not stack.redis.exists(f"{KEY}:landmark:ready:run-7")
-    # A result of another run is not taken; with nothing announced the wait ends in failure.
-    assert worker_io.shared_faces(KEY, "run-8", wait=0.2) is None
+    assert worker_io.detected_faces(KEY) is None  # nothing stored: the stage detects itself
+    store.put_stage_result(KEY, "landmark", {"status": "Failure", "error": "boom", "faces": []})
+    assert worker_io.detected_faces(KEY) is None  # a failed detection is not "no faces"
+    store.put_stage_result(KEY, "landmark", {"status": "Success", "error": "", "faces": [face]})
+    faces = worker_io.detected_faces(KEY)
+    assert faces is not None and [f.to_dict() for f in faces] == [face]
