@@ -64,7 +64,7 @@ def test_a_failing_stage_still_ends_the_chord(faulty: Stack, astronaut_bytes: by
         assert response.age_gender_response.status == "Failure"
         assert "MAX_IMAGE_PIXELS" in response.age_gender_response.error
         assert response.storage_response.status == "Success"
-        document = json.loads(Path(response.storage_response.json_path).read_text())
+        document = json.loads((faulty.config.output_dir / response.storage_response.json_path).read_text())
         assert document["stages"]["agegender"]["status"] == "Failure"
         assert [face["found_by"] for face in document["faces"]] == ["landmark"]
     finally:
@@ -92,7 +92,7 @@ def test_unwritable_output_fails_clearly_and_keeps_the_image(faulty: Stack, astr
         replace_worker(faulty, "worker-storage")
     retried = stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
     assert retried.status == "Success"
-    assert Path(retried.storage_response.json_path).is_file()
+    assert (faulty.config.output_dir / retried.storage_response.json_path).is_file()
 
 
 def faulty_redis(stack: Stack):
