@@ -1,7 +1,8 @@
 """Faults, each on a stack of this module's own: nothing is lost, nothing hangs.
 
 The stack's Redis has a password (to check that no log shows it) and a short visibility
-timeout (so that a task whose worker died is handed out again within seconds).
+timeout (so that a task whose worker died is handed out again within seconds), with the
+age/gender task's wait for shared faces kept below it (or a waiting task runs twice).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ PASSWORD = "fault-test-password-3b1f"
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("faults")
     url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
-    with private_stack(base, redis_url=url, VISIBILITY_TIMEOUT="8") as stack:
+    with private_stack(base, redis_url=url, VISIBILITY_TIMEOUT="8", SHARED_DETECTION_WAIT="4") as stack:
         yield stack
 
 
