@@ -22,11 +22,20 @@ imports = ("tasks.worker_setup", "tasks.landmark", "tasks.agegender", "tasks.sto
 task_routes = {f"tasks.{queue}.*": {"queue": queue} for queue in QUEUES}
 
 # A task is acknowledged only after it ran, so a worker killed mid-task loses nothing:
-# the message goes back to the queue and another (or the restarted) worker runs it.
+# a dead pool process's task is requeued by its worker at once (reject_on_worker_lost); a
+# dead worker's messages wait in Redis's "unacked" hash until a live worker's sweep finds
+# them older than visibility_timeout and requeues them (kombu's QoS.restore_visible).
 task_acks_late = True
 task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
-broker_transport_options = {"visibility_timeout": _config.visibility_timeout}
+worker_prefetch_multiplier = 1  # a worker holds no more messages than it has processes
+broker_transport_options = {
+    "visibility_timeout": _config.visibility_timeout,
+    # kombu sweeps every 10 s but scans only every 10th time: 100 s, longer than a client waits.
+    "unacked_restore_interval": max(1, _config.visibility_timeout // 10),
+    "unacked_restore_throttle": 1,
+    # The sweep's lock outlives a worker killed while holding it (kombu's default: 300 s).
+    "unacked_mutex_expire": _config.visibility_timeout,
+}
 
 result_expires = _config.result_ttl
 

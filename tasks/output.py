@@ -25,13 +25,27 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def output_names(key: str) -> tuple[str, str]:
+    """``(json, image)`` file names of an image inside ``OUTPUT_DIR``; they come only from its hash.
+
+    Responses and documents carry these names, not paths: ``OUTPUT_DIR`` may be mounted at
+    a different place on each machine.
+    """
+    return f"{key}.json", f"{key}.jpg"
+
+
+def annotated_name(key: str) -> str:
+    return f"{key}.annotated.jpg"
+
+
 def output_paths(output_dir: Path, key: str) -> tuple[Path, Path]:
-    """``(json_path, image_path)`` of an image; names come only from its hash."""
-    return output_dir / f"{key}.json", output_dir / f"{key}.jpg"
+    """``(json_path, image_path)`` of an image on this machine."""
+    json_name, image_name = output_names(key)
+    return output_dir / json_name, output_dir / image_name
 
 
 def annotated_path(output_dir: Path, key: str) -> Path:
-    return output_dir / f"{key}.annotated.jpg"
+    return output_dir / annotated_name(key)
 
 
 def write_outputs(output_dir: Path, key: str, document: dict[str, Any], jpeg: bytes) -> None:

@@ -118,7 +118,8 @@ def load() -> Settings:
         image_ttl=_env_int("IMAGE_TTL", 3600),
         result_ttl=_env_int("RESULT_TTL", 86400),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
-        visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 300),
+        # Longer than the slowest task, or that task runs twice.
+        visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 20),
         landmark_concurrency=_env_int("LANDMARK_CONCURRENCY", every_queue or 2),
         agegender_concurrency=_env_int("AGEGENDER_CONCURRENCY", every_queue or 1),
         storage_concurrency=_env_int("STORAGE_CONCURRENCY", every_queue or 1),

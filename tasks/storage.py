@@ -10,7 +10,7 @@ from tasks import app, logs, settings
 from tasks.annotate import draw
 from tasks.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
 from tasks.merge import build_document
-from tasks.output import annotated_path, atomic_write, output_paths, write_outputs
+from tasks.output import annotated_name, annotated_path, atomic_write, output_names, write_outputs
 from tasks.stages import FAILURE, SUCCESS
 from tasks.store import ImageStore
 from tasks.worker_io import RETRY_POLICY, RETRYABLE, image_store
@@ -23,15 +23,15 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
     (and ``<key>.annotated.jpg`` when ``annotate`` or ``ANNOTATE=1``).
 
     Returns ``{"document": ..., "storage": {status, error, runtime, json_path, image_path}}``
-    and, when everything succeeded, keeps that outcome in Redis under ``<key>:result``.
+    (file names relative to ``OUTPUT_DIR``) and, when everything succeeded, keeps that outcome in Redis under ``<key>:result``.
     A storage failure (image expired, folder not writable) is reported, not raised: the
     image stays in Redis until it expires, so the request can be retried.
     """
     started = time.perf_counter()
-    json_path, image_path = output_paths(config.output_dir, key)
+    json_name, image_name = output_names(key)
     document = build_document(
         key,
-        str(image_path),
+        image_name,
         images.get_stage_result(key, "landmark"),
         images.get_stage_result(key, "agegender"),
     )
@@ -42,7 +42,7 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
             picture = decode_image(data, config.max_image_pixels)  # decoded once for both files
             drawn_path = annotated_path(config.output_dir, key)
             atomic_write(drawn_path, encode_jpeg(draw(picture, document["faces"]), quality=90))
-            drawn = str(drawn_path)
+            drawn = annotated_name(key)
             jpeg = data if data.startswith(JPEG_MAGIC) else encode_jpeg(picture)
         else:
             jpeg = as_jpeg(data, config.max_image_pixels)
@@ -56,8 +56,8 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
         "status": status,
         "error": error,
         "runtime": time.perf_counter() - started,
-        "json_path": str(json_path) if status == SUCCESS else "",
-        "image_path": str(image_path) if status == SUCCESS else "",
+        "json_path": json_name if status == SUCCESS else "",
+        "image_path": image_name if status == SUCCESS else "",
         "annotated_path": drawn if status == SUCCESS else "",
     }
     log.info("[%s] storage: %s, Runtime: %.3f", key[:12], status, storage["runtime"])

@@ -47,7 +47,7 @@ def test_each_format_through_each_stage_service(stack: RunningStack, name: str) 
     assert agegender.status == "Success" and len(agegender.faces) == 6
     storage = call_service(stack, "StoreData", data, timeout=60)
     assert storage.status == "Success"
-    with Image.open(storage.image_path) as saved:
+    with Image.open(stack.output_dir / storage.image_path) as saved:
         assert saved.format == "JPEG" and saved.size == (1280, 886)
 
 

@@ -52,11 +52,12 @@ def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: byt
     # The JSON in output/ keeps the original shape and adds the matched faces.
     json_path = stack.output_dir / f"{key}.json"
     image_path = stack.output_dir / f"{key}.jpg"
-    assert response.storage_response.json_path == str(json_path)
-    assert response.storage_response.image_path == str(image_path)
+    # Names relative to OUTPUT_DIR: the same on every machine that mounts the folder.
+    assert response.storage_response.json_path == f"{key}.json"
+    assert response.storage_response.image_path == f"{key}.jpg"
     document = json.loads(json_path.read_text())
     assert document["redis_key"] == key
-    assert document["image_path"] == str(image_path)
+    assert document["image_path"] == f"{key}.jpg"
     assert len(document["results"]["landmark_service"]["landmarks"]) == 6
     assert all(len(box) == 4 for box in document["results"]["landmark_service"]["landmarks"])
     assert len(document["results"]["agegender_service"]["age"]) == 6
@@ -258,7 +259,7 @@ def test_annotated_copy_on_request(stack: RunningStack, image_input, t1_bytes: b
     response = image_input.ProcessImage(pb.ImageRequest(image_data=data, annotate=True), timeout=60)
     assert not response.cached
     path = stack.output_dir / f"{response.redis_key}.annotated.jpg"
-    assert response.storage_response.annotated_path == str(path)
+    assert response.storage_response.annotated_path == path.name
     with Image.open(path) as drawn, Image.open(io.BytesIO(data)) as original:
         assert drawn.size == original.size
         drawn_pixels = drawn.convert("RGB")
@@ -268,14 +269,14 @@ def test_annotated_copy_on_request(stack: RunningStack, image_input, t1_bytes: b
         assert g > 150 and r < 120 and b < 140
     # Now the stored result has its annotated copy: the next request is answered from it.
     again = image_input.ProcessImage(pb.ImageRequest(image_data=data, annotate=True), timeout=60)
-    assert again.cached and again.storage_response.annotated_path == str(path)
+    assert again.cached and again.storage_response.annotated_path == path.name
 
 
 def test_annotated_copy_of_a_png(stack: RunningStack, image_input, no_face_bytes: bytes) -> None:
     response = image_input.ProcessImage(pb.ImageRequest(image_data=no_face_bytes, annotate=True, recompute=True), timeout=60)
     assert response.status == "Success"
     for path in (response.storage_response.image_path, response.storage_response.annotated_path):
-        with Image.open(path) as saved:
+        with Image.open(stack.output_dir / path) as saved:
             assert saved.format == "JPEG" and saved.size == (320, 240)
     # Rebuilt from output/ when Redis has forgotten it, the result still names the annotated copy.
     stack.redis.delete(f"{response.redis_key}:result")
