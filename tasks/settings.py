@@ -125,7 +125,7 @@ def load() -> Settings:
         storage_concurrency=_env_int("STORAGE_CONCURRENCY", every_queue or 1),
         max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
         max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
-        ort_threads=_env_int("ORT_THREADS", 1),
+        ort_threads=_env_int("ORT_THREADS", min(2, len(os.sched_getaffinity(0)))),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
         landmark_backend=os.environ.get("LANDMARK_BACKEND", "").strip() or "embedded",

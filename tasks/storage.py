@@ -68,8 +68,8 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
 
 
 @app.task(name="tasks.storage.store_results", **RETRY_POLICY)
-def store_results(stage_summaries: list[dict[str, Any]], key: str, annotate: bool = False) -> dict[str, Any]:
-    """Chord callback: ``stage_summaries`` are the stages' return values (unused: the
-    full results are read from Redis under their documented keys)."""
+def store_results(stage_summaries: list[dict[str, Any]] | dict[str, Any], key: str, annotate: bool = False) -> dict[str, Any]:
+    """The graph's last task: ``stage_summaries`` are what the stages before it returned
+    (unused: the full results are read from Redis under their documented keys)."""
     logs.request_key.set(key)
     return store_outputs(key, image_store(), settings.load(), annotate)

@@ -21,16 +21,17 @@ def _one_arena_per_process() -> None:
 
 
 def cpu_options(threads: int, level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.SessionOptions:
-    """``threads`` intra-op threads, sequential execution, graph optimisation ``level``
-    (full by default), no spinning once a run has ended, the process's shared memory arena."""
+    """``threads`` intra-op threads that never spin, sequential execution, graph
+    optimisation ``level`` (full by default), the process's shared memory arena."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = level
     options.log_severity_level = 3
-    # With ORT_THREADS > 1, threads that spin on after a run take the core from the next stage.
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    # Spinning threads make a lone run a little faster but, with every core busy, burn the
+    # CPU another process needs; blocked threads cost no more CPU than a single thread.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     _one_arena_per_process()
     options.add_session_config_entry("session.use_env_allocators", "1")
     return options
