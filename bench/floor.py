@@ -1,11 +1,11 @@
-"""Celery's floor: what an empty chord of the service's shape costs, in time and CPU.
+"""Celery's floor: what an empty run of the service's task graph costs, in time and CPU.
 
     .venv/bin/python bench/floor.py          # prints a markdown table, appends it to docs/benchmarks.md
 
 Starts a private ``redis-server`` and three workers of ``bench/empty_chord.py`` (the
-service's queues, concurrency and ``celeryconfig``, tasks that do nothing), then sends
-chords of two stage tasks and a callback from this process, as the facade does
-(``apply_async``, then ``get`` through the result store's pub/sub): one at a time for
+service's queues, concurrency, ``celeryconfig`` and task graph, tasks that do nothing),
+then sends runs of that graph from this process, as the facade does (``apply_async``,
+then ``get`` through the result store's pub/sub): one at a time for
 the round trip, then ``--concurrency`` at a time for the CPU each process spends per
 chord. No gRPC, no image, no model: the service's overhead per image beyond this floor
 is its own (compare ``bench/cpu.py``).
@@ -33,7 +33,7 @@ from bench.processes import cpu_by_role, cpu_per_item  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.speed import free_port, machine, p50_p95  # noqa: E402
 from grpc_facade.stack import redis_answers, redis_server_argv, wait_until  # noqa: E402
-from tasks import QUEUES, settings  # noqa: E402
+from tasks import QUEUES, graph, settings  # noqa: E402
 
 ROLES = ("client", "redis", *(f"{queue} {part}" for queue in QUEUES for part in ("main", "pool")))
 
@@ -75,7 +75,7 @@ def round_trips(count: int, concurrency: int) -> tuple[list[float], float]:
     def one(index: int) -> float:
         started = time.perf_counter()
         result = send(f"chord-{index}").get(timeout=60, follow_parents=False)
-        if result["stages"] != ["landmark", "agegender"]:
+        if result["stages"] != list(graph.PER_FACE):
             raise RuntimeError(f"unexpected callback result: {result}")
         return time.perf_counter() - started
 

@@ -58,6 +58,9 @@ from bench.report import publish  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 
 CONCURRENCY = 8  # requests in flight for the service's throughput
+# A pause after each timed call of the paired latency: the plain script's onnxruntime
+# threads spin on for a while after a run and would slow whatever is timed next.
+SETTLE = 0.2
 
 
 def free_port() -> int:
@@ -201,7 +204,9 @@ def paired_latency(target: str, images: list[bytes]) -> dict[str, tuple[float, f
                 started = time.perf_counter()
                 baselines.run(kind, data)
                 times[kind].append(time.perf_counter() - started)
+                time.sleep(SETTLE)
             times["service"].append(timed_request(stub, data))
+            time.sleep(SETTLE)
     return {kind: p50_p95(seconds) for kind, seconds in times.items()}
 
 

@@ -1,4 +1,4 @@
-"""bench/floor.py: an empty chord of the service's shape, through a real Redis and workers."""
+"""bench/floor.py: empty runs of the service's task graph, through a real Redis and workers."""
 
 from __future__ import annotations
 
@@ -27,4 +27,4 @@ def test_empty_chords_go_through_real_workers_and_are_measured() -> None:
 
 def test_help() -> None:
     done = subprocess.run([sys.executable, "bench/floor.py", "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0 and "empty chord" in done.stdout
+    assert done.returncode == 0 and "empty run of the service's task graph" in done.stdout
