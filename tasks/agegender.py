@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from tasks import app, models, settings, stages
-from tasks.imaging import decode_image
 from tasks.worker_io import RETRY_POLICY, detected_faces, run_stage
 
 
@@ -14,9 +13,6 @@ def estimate_age_gender(key: str) -> dict[str, Any]:
     """Estimate age and gender of the faces the landmark stage found in the image stored
     under ``key`` (detecting them here when it has no successful result for that image);
     result in ``<key>:agegender``."""
-
-    def estimate(data: bytes) -> dict[str, Any]:
-        image = decode_image(data, settings.load().max_image_pixels)
-        return stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), detected_faces(key))
-
-    return run_stage(key, "agegender", estimate)
+    return run_stage(key, "agegender", lambda data: stages.age_gender_from_bytes(
+        data, models.face_detector(), models.age_gender_estimator(), detected_faces(key), settings.load().max_image_pixels
+    ))

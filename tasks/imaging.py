@@ -103,6 +103,13 @@ def decode_reduced(data: bytes, max_pixels: int, min_side: int) -> tuple[RGBImag
     return np.asarray(rgb, dtype=np.uint8), full_width / reduced_width
 
 
+def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Width and height as stored (before any EXIF rotation), read from the header only;
+    raises :class:`ImageError` like :func:`decode_image`."""
+    with _image_errors():
+        return _open(data, max_pixels).size
+
+
 def check_image(data: bytes, max_pixels: int) -> None:
     """Raise :class:`ImageError` unless ``data`` decodes completely as an image.
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from tasks.backends.base import AgeGenderEstimator, DetectedFace, FaceDetector
-from tasks.imaging import RGBImage
+from tasks.imaging import RGBImage, decode_reduced, image_size
 
 SUCCESS = "Success"
 FAILURE = "Failure"
@@ -36,22 +36,35 @@ def detect_landmarks(image: RGBImage, detector: FaceDetector, scale: float = 1.0
     }
 
 
+def decode_side(faces: list[DetectedFace], longer_side: int, face_side: int) -> int:
+    """The longer side to decode a picture at for estimating ``faces`` (0: full size):
+    halved while the smallest face stays at least ``face_side`` pixels across, down to
+    an eighth (the scales a JPEG decodes at cheaply); an eighth when there is no face."""
+    smallest = min((min(f.box.x2 - f.box.x1, f.box.y2 - f.box.y1) for f in faces), default=float("inf"))
+    factor = 1
+    while factor < 8 and smallest / (factor * 2) >= face_side:
+        factor *= 2
+    return 0 if factor == 1 else -(-longer_side // factor)
+
+
 def estimate_age_gender(
     image: RGBImage,
     detector: FaceDetector,
     estimator: AgeGenderEstimator,
     faces: list[DetectedFace] | None = None,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """Every face's box, age and gender, each with a confidence.
 
-    ``faces`` are the landmark stage's detections when it shared them; without them the
-    stage runs ``detector`` itself.
+    ``image`` may be a reduced decode, ``scale`` times smaller than the full picture,
+    whose coordinates the boxes keep. ``faces`` are the landmark stage's detections
+    when it stored them; without them the stage runs ``detector`` itself.
     """
     started = time.perf_counter()
     shared = faces is not None
     if faces is None:
-        faces = detector.detect(image)
-    estimates = estimator.estimate(image, faces)
+        faces = [face.scaled(scale) for face in detector.detect(image)]
+    estimates = estimator.estimate(image, [face.scaled(1 / scale) for face in faces])
     return {
         "status": SUCCESS,
         "error": "",
@@ -69,3 +82,19 @@ def estimate_age_gender(
             for face, estimate in zip(faces, estimates, strict=True)
         ],
     }
+
+
+def landmarks_from_bytes(data: bytes, detector: FaceDetector, max_pixels: int, max_side: int) -> dict[str, Any]:
+    """:func:`detect_landmarks` on image bytes; a large JPEG decodes at reduced size,
+    since detection scales it down to ``max_side`` anyway."""
+    image, scale = decode_reduced(data, max_pixels, max_side)
+    return detect_landmarks(image, detector, scale)
+
+
+def age_gender_from_bytes(
+    data: bytes, detector: FaceDetector, estimator: AgeGenderEstimator, faces: list[DetectedFace] | None, max_pixels: int
+) -> dict[str, Any]:
+    """:func:`estimate_age_gender` on image bytes, decoded no larger than ``faces`` need."""
+    side = 0 if faces is None else decode_side(faces, max(image_size(data, max_pixels)), estimator.face_side)
+    image, scale = decode_reduced(data, max_pixels, side)
+    return estimate_age_gender(image, detector, estimator, faces, scale)

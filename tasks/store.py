@@ -23,6 +23,9 @@ import redis
 
 STAGES = ("landmark", "agegender")
 
+# Compare and delete in one step, so that a claim taken over meanwhile is not dropped.
+_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
 # Redis unreachable for now: worth retrying (tasks) or answering UNAVAILABLE (facade).
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
@@ -47,6 +50,7 @@ class ImageStore:
 
     def __init__(self, connection: redis.Redis, image_ttl: int, result_ttl: int) -> None:
         self.redis = connection
+        self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
 
@@ -83,12 +87,4 @@ class ImageStore:
 
     def release_run(self, key: str, run_id: str) -> None:
         """Drop the claim if it is still ``run_id``'s (a later run may hold it now)."""
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(stage_key(key, "running"))
-                if pipe.get(stage_key(key, "running")) == run_id.encode():
-                    pipe.multi()
-                    pipe.delete(stage_key(key, "running"))
-                    pipe.execute()
-            except redis.WatchError:
-                pass
+        self._delete_if_equal(keys=[stage_key(key, "running")], args=[run_id])

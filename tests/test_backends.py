@@ -124,6 +124,7 @@ def test_mirror_maps_a_face_into_the_flipped_picture() -> None:
 def test_abstaining_says_unknown_below_the_threshold() -> None:
     class Fixed:
         name = "fixed"
+        face_side = 64
 
         def prepare(self) -> None: ...
 

@@ -368,8 +368,8 @@ def test_estimator_finds_the_genderage_model_by_its_signature(tmp_path: Path) ->
 
 def test_router_builds_the_insightface_backends_from_settings(home: Path) -> None:
     detector = router.face_detector(config(home))
-    estimator = router.age_gender_estimator(config(home))  # with the default mirrored view and threshold
-    model = estimator.estimator.estimator
+    estimator = router.age_gender_estimator(dataclasses.replace(config(home), agegender_flip=True, min_gender_confidence=0.75))
+    model = estimator.estimator.estimator  # inside the opt-in threshold and mirrored view
     assert isinstance(detector, InsightFaceDetector)
     assert isinstance(model, InsightFaceAgeGender)
     assert detector.directory == model.directory == home / "models" / PACK
@@ -386,7 +386,9 @@ def test_environment_variables_choose_the_pack(home: Path, monkeypatch: pytest.M
     monkeypatch.setenv("INSIGHTFACE_PACK", PACK)
     loaded = settings.load()
     assert router.face_detector(loaded).directory == home.resolve() / "models" / PACK
-    assert router.age_gender_estimator(loaded).name == f"insightface-{PACK}+mirrored"
+    assert router.age_gender_estimator(loaded).name == f"insightface-{PACK}"
+    monkeypatch.setenv("AGEGENDER_FLIP", "1")
+    assert router.age_gender_estimator(settings.load()).name == f"insightface-{PACK}+mirrored"
 
 
 def test_68_points_come_from_dlib_on_top_of_scrfd(home: Path) -> None:

@@ -60,3 +60,13 @@ def test_per_face_stages_take_the_faces_the_landmark_stage_stored(stack: Running
     store.put_stage_result(KEY, "landmark", {"status": "Success", "error": "", "faces": [face]})
     faces = worker_io.detected_faces(KEY)
     assert faces is not None and [f.to_dict() for f in faces] == [face]
+
+
+def test_a_run_releases_only_its_own_claim(stack: RunningStack, real_store: None) -> None:
+    store = worker_io.image_store()
+    assert store.claim_run(KEY, "run-1", ttl=30) is None
+    assert store.claim_run(KEY, "run-2", ttl=30) == "run-1"  # the run under way is joined
+    store.release_run(KEY, "run-2")  # not its claim: kept
+    assert stack.redis.get(f"{KEY}:running") == b"run-1"
+    store.release_run(KEY, "run-1")
+    assert not stack.redis.exists(f"{KEY}:running")

@@ -89,6 +89,7 @@ class AgeGenderEstimator(Protocol):
     """Estimates age and gender of faces already found by a detector."""
 
     name: str
+    face_side: int  # pixels across the network's face input: a face this big loses nothing
 
     def prepare(self) -> None: ...
 

@@ -54,6 +54,7 @@ class CydralAgeGender:
     """Age/gender estimator: ``prepare()`` once, then ``estimate(rgb, faces)`` per image."""
 
     name = "cydral"
+    face_side = 64  # the age network's chips; the gender network's are 32
 
     def __init__(self, folder: Path | None = None, *, threads: int = 1) -> None:
         self.folder = folder or bundled_models()

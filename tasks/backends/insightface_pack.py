@@ -201,6 +201,8 @@ class InsightFaceAgeGender:
     always 0.0.
     """
 
+    face_side = _GENDERAGE_SIDE
+
     def __init__(self, home: Path, pack: str, *, threads: int = 1) -> None:
         self.pack = pack
         self.directory = pack_directory(home, pack)

@@ -45,6 +45,7 @@ class Mirrored:
     def __init__(self, estimator: AgeGenderEstimator) -> None:
         self.estimator = estimator
         self.name = f"{estimator.name}+mirrored"
+        self.face_side = estimator.face_side
 
     def prepare(self) -> None:
         self.estimator.prepare()
@@ -71,6 +72,7 @@ class Abstaining:
         self.estimator = estimator
         self.min_confidence = min_confidence
         self.name = estimator.name
+        self.face_side = estimator.face_side
 
     def prepare(self) -> None:
         self.estimator.prepare()
