@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import statistics
 import sys
 import time
@@ -28,6 +29,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageOps
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -35,7 +38,6 @@ from bench.report import append_to_section  # noqa: E402
 from tasks import settings, stages  # noqa: E402
 from tasks.backends import router  # noqa: E402
 from tasks.backends.base import DetectedFace  # noqa: E402
-from tasks.imaging import decode_image, decode_reduced  # noqa: E402
 
 DEFAULT_LABELS = [ROOT.parent / "shared" / "faces-dev" / "labels.tsv", ROOT / "images" / "labels.tsv"]
 LETTER = {"Male": "M", "Female": "F"}
@@ -133,11 +135,21 @@ class Pipeline:
         self.estimator.prepare()
 
     def faces(self, data: bytes) -> list[dict[str, Any]]:
-        image, scale = decode_reduced(data, self.config.max_image_pixels, self.config.detect_max_side)
-        found = stages.detect_landmarks(image, self.detector, scale)["faces"]
-        picture = decode_image(data, self.config.max_image_pixels)
+        limit = self.config.max_image_pixels
+        found = stages.landmarks_from_bytes(data, self.detector, limit, self.config.detect_max_side)["faces"]
         detected = [DetectedFace.from_dict(face) for face in found]
-        return stages.estimate_age_gender(picture, self.detector, self.estimator, detected)["faces"]
+        return stages.age_gender_from_bytes(data, self.detector, self.estimator, detected, limit)["faces"]
+
+
+def enlarged(photo: Photo, width: int) -> tuple[Photo, bytes]:
+    """The photo resized to ``width`` pixels (JPEG, quality 92), its labels moved along."""
+    with Image.open(photo.path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        factor = width / image.width
+        buffer = io.BytesIO()
+        image.resize((width, round(image.height * factor)), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=92)
+    faces = tuple(Face(f.x * factor, f.y * factor, f.gender) for f in photo.faces)
+    return dataclasses.replace(photo, faces=faces), buffer.getvalue()
 
 
 def percent(part: int, whole: int) -> str:
@@ -156,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/accuracy.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("labels", nargs="*", type=Path, help="labels files (default: ../shared/faces-dev and images/)")
     parser.add_argument("--only-default", action="store_true", help="run only the configured default")
+    parser.add_argument("--width", type=int, default=0, help="resize every photo to this width first (default: as it is)")
     parser.add_argument("--append", action="store_true", help="also append the tables to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line for the heading (what changed)")
     args = parser.parse_args(argv)
@@ -169,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         pipeline = Pipeline(dataclasses.replace(base, **CONFIGURATIONS[name]))
         total, seconds = Score(), []
-        for photo in photos:
-            data = photo.path.read_bytes()
+        for original in photos:
+            photo, data = enlarged(original, args.width) if args.width else (original, original.path.read_bytes())
             started = time.perf_counter()
             faces = pipeline.faces(data)
             seconds.append(time.perf_counter() - started)
@@ -188,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"### {date.today().isoformat()}: accuracy{': ' + args.note if args.note else ''}",
         "",
-        f"{len(photos)} photos from {', '.join(str(p.parent.name) + '/' + p.name for p in label_files)}; "
-        f"DETECT_MAX_SIDE={base.detect_max_side}, DETECT_THRESHOLD={base.detect_threshold}, "
+        f"{len(photos)} photos from {', '.join(str(p.parent.name) + '/' + p.name for p in label_files)}"
+        + (f", each resized to {args.width} px wide; " if args.width else "; ")
+        + f"DETECT_MAX_SIDE={base.detect_max_side}, DETECT_THRESHOLD={base.detect_threshold}, "
         f"AGEGENDER_FLIP={int(base.agegender_flip)}, MIN_GENDER_CONFIDENCE={base.min_gender_confidence}.",
         "",
         "| configuration | faces found | extra boxes | genders right | Unknown | wrong | ms per photo |",
