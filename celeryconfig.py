@@ -43,11 +43,8 @@ result_expires = _config.result_ttl
 # (tasks/worker_setup.py); give it time to, on a slow or busy machine.
 worker_proc_alive_timeout = 120
 
-# Events for Flower: off unless asked for, as is Celery's default. Flower asks every
-# few seconds while it runs (and the launcher asks as soon as the workers are up), so
-# its tasks page is complete; without it the workers save the event messages, about
-# 7 ms of CPU per image (docs/benchmarks.md). No "task-sent" events from the facade and
-# no STARTED states: each cost a Redis round trip per task (publishing a chord: 9.6 -> 6.1 ms).
+# Task events only while Flower (or the launcher) asks for them: they cost CPU on every
+# task. No "task-sent" events and no STARTED states: each costs a Redis round trip per task.
 worker_send_task_events = False
 task_send_sent_event = False
 task_track_started = False

@@ -96,8 +96,7 @@ def decode_reduced(data: bytes, max_pixels: int, min_side: int) -> tuple[RGBImag
             _reduce_while_decoding(image, min_side)
         reduced_width = image.size[0]
         image.load()  # the first frame of an animation
-        # In place: without an EXIF rotation nothing is copied. Each copy of a decoded
-        # 1920x1920 picture costs several ms here (docs/benchmarks.md).
+        # In place: without an EXIF rotation nothing is copied.
         ImageOps.exif_transpose(image, in_place=True)
         rgb = image if image.mode == "RGB" else _to_rgb(image)
     return np.asarray(rgb, dtype=np.uint8), full_width / reduced_width

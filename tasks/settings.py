@@ -103,8 +103,7 @@ class Settings:
 def load() -> Settings:
     """Read the environment now (tests and the launcher change it between calls)."""
     # WORKER_CONCURRENCY, when set, is the default of all three per-queue values. Without
-    # it: two landmark processes, one age/gender, one storage (measured best on 2 cores:
-    # detection is the longest stage; more processes than cores only add switching).
+    # it: two landmark processes (detection is the longest stage), one age/gender, one storage.
     every_queue = _env_int("WORKER_CONCURRENCY", 0)
     return Settings(
         redis_url=os.environ.get("REDIS_URL", "").strip() or "redis://localhost:6379/0",
