@@ -139,7 +139,7 @@ def test_landmark_service_alone(stack: RunningStack, astronaut_bytes: bytes) -> 
 
 def test_age_gender_service_alone(stack: RunningStack, astronaut_bytes: bytes) -> None:
     stub = pb_grpc.AgeGenderEstimationStub(stack.channel)
-    data = variant(astronaut_bytes, 30)  # bytes no landmark stage has seen
+    data = variant(astronaut_bytes, 31)  # bytes no other test sends: no landmark stage has seen them
     response = stub.EstimateAgeGender(pb.AgeGenderRequest(image_data=data), timeout=60)
     assert response.status == "Success"
     (face,) = response.faces
