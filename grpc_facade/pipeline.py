@@ -1,4 +1,4 @@
-"""What a request does, without gRPC: check the image, store it once, run the chord.
+"""What a request does, without gRPC: check the image, store it once, run the task graph.
 
 The servicers in ``servicers.py`` call these methods and map their exceptions to gRPC
 status codes; tests and the benchmark can call them directly.
@@ -128,8 +128,8 @@ class Pipeline:
 def _outcome(result: AsyncResult, timeout: float) -> Any:
     """Wait for ``result`` through the result backend's pub/sub, at most ``timeout`` s.
 
-    ``follow_parents=False``: by default Celery re-reads every parent task's state from
-    Redis each time the wait wakes up (about ten GETs per chord); a chord's callback
-    already fails when a header task does, so those reads buy nothing.
+    ``follow_parents=False``: by default Celery re-reads every earlier task's state from
+    Redis each time the wait wakes up; the stages turn their errors into results (Redis
+    errors they retry), so those reads would buy nothing.
     """
     return result.get(timeout=timeout, follow_parents=False)

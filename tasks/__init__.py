@@ -4,7 +4,7 @@ Task modules are thin wrappers around plain functions; ``tasks/graph.py`` chains
 
 - ``tasks/landmark.py``  (queue ``landmark``):  boxes and landmark points, first
 - ``tasks/agegender.py`` (queue ``agegender``): age and gender of the faces found
-- ``tasks/storage.py``   (queue ``storage``):   the chord callback writing ``output/``
+- ``tasks/storage.py``   (queue ``storage``):   last, writing ``output/``
 """
 
 from celery import Celery

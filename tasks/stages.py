@@ -17,7 +17,7 @@ FAILURE = "Failure"
 
 
 def failed(error: str, runtime: float = 0.0) -> dict[str, Any]:
-    """The result of a stage that could not run; the chord still completes with it."""
+    """The result of a stage that could not run; the graph still reaches storage with it."""
     return {"status": FAILURE, "error": error, "runtime": runtime, "faces": []}
 
 

@@ -1,4 +1,4 @@
-"""Celery task of the ``storage`` queue: the chord callback that writes ``output/``."""
+"""Celery task of the ``storage`` queue: the graph's last task, which writes ``output/``."""
 
 from __future__ import annotations
 

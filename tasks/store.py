@@ -7,7 +7,7 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
   ``RESULT_TTL``.
 - ``<key>:result``: the merged outcome of a fully successful run (what ``GetResult`` and
   repeated requests answer from), expiring after ``RESULT_TTL``.
-- ``<key>:running``: the id of the chord now computing this image, so that concurrent
+- ``<key>:running``: the id of the run (its storage task's id) now computing this image, so that concurrent
   requests for the same image wait for one run instead of starting another.
 
 Also there: Celery's own keys (``celery-task-meta-*``, the queues).

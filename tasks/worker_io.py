@@ -37,9 +37,9 @@ def detected_faces(key: str) -> list[DetectedFace] | None:
 def run_stage(key: str, stage: str, work: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
     """Run one stage on the image stored under ``key`` and store its result in Redis.
 
-    A failure of the image or the model becomes a ``Failure`` result (so the chord
+    A failure of the image or the model becomes a ``Failure`` result (so the graph
     still completes and the response says which stage failed); Redis errors propagate
-    so that Celery retries the task. Returns a small summary for the chord callback.
+    so that Celery retries the task. Returns a small summary for the next task.
     """
     logs.request_key.set(key)
     try:
@@ -48,7 +48,7 @@ def run_stage(key: str, stage: str, work: Callable[[bytes], dict[str, Any]]) -> 
         raise
     except (store.ImageMissing, ImageError) as error:
         result = stages.failed(str(error))
-    except Exception as error:  # a model failure must not leave the chord without a result
+    except Exception as error:  # a model failure must not leave the graph without a result
         log.exception("%s stage failed for %s", stage, key)
         result = stages.failed(f"{type(error).__name__}: {error}")
     image_store().put_stage_result(key, stage, result)
