@@ -18,7 +18,7 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 
-imports = ("tasks.worker_setup", "tasks.landmark", "tasks.agegender", "tasks.storage")
+imports = ("tasks.worker_setup", "tasks.landmark", "tasks.perface", "tasks.agegender", "tasks.storage")
 task_routes = {f"tasks.{queue}.*": {"queue": queue} for queue in QUEUES}
 
 # A task is acknowledged only after it ran, so a worker killed mid-task loses nothing:

@@ -138,7 +138,7 @@ class Pipeline:
         limit = self.config.max_image_pixels
         found = stages.landmarks_from_bytes(data, self.detector, limit, self.config.detect_max_side)["faces"]
         detected = [DetectedFace.from_dict(face) for face in found]
-        return stages.age_gender_from_bytes(data, self.detector, self.estimator, detected, limit)["faces"]
+        return stages.per_face_from_bytes(data, self.detector, self.estimator, detected, limit)["faces"]
 
 
 def enlarged(photo: Photo, width: int) -> tuple[Photo, bytes]:

@@ -34,7 +34,8 @@ from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from tasks import QUEUES, settings  # noqa: E402
 from tasks.output import output_paths  # noqa: E402
-from tasks.store import STAGES, stage_key  # noqa: E402
+from tasks.graph import DETECTION, PER_FACE  # noqa: E402
+from tasks.store import stage_key  # noqa: E402
 
 
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = redis.Redis.from_url(config.redis_url)
     missing_files = [k for k in successes if not all(p.is_file() for p in output_paths(config.output_dir, k))]
-    missing_keys = [k for k in successes if not all(store.exists(s) for s in (k, *(stage_key(k, stage) for stage in STAGES)))]
+    missing_keys = [k for k in successes if not all(store.exists(s) for s in (k, *(stage_key(k, stage) for stage in (DETECTION, *PER_FACE))))]
     queued = {queue: store.llen(queue) for queue in QUEUES}
     after = worker_processes(app)
 

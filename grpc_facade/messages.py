@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proto import image_processing_pb2 as pb
+from tasks.merge import AGEGENDER_FIELDS
 
 
 def box(data: dict[str, float]) -> pb.Box:
@@ -57,13 +58,24 @@ def storage_response(key: str, storage: dict[str, Any]) -> pb.StorageResponse:
     )
 
 
+_FACE_FIELDS = {"box", "landmarks", "found_by", *AGEGENDER_FIELDS}
+
+
 def face(data: dict[str, Any]) -> pb.Face:
+    """A merged face; what further per-face stages say goes to ``values`` and ``labels``."""
     message = pb.Face(box=box(data["box"]), landmarks=points(data["landmarks"]), found_by=data["found_by"])
-    if data["gender"] is not None:
+    if data.get("gender") is not None:
         message.age = data["age"]
         message.age_confidence = data["age_confidence"]
         message.gender = data["gender"]
         message.gender_confidence = data["gender_confidence"]
+    for name, value in data.items():
+        if name in _FACE_FIELDS:
+            continue
+        if isinstance(value, str):
+            message.labels[name] = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            message.values[name] = value
     return message
 
 
@@ -81,4 +93,9 @@ def combined_response(outcome: dict[str, Any], runtime: float, cached: bool = Fa
         faces=[face(f) for f in document["faces"]],
         runtime=runtime,
         cached=cached,
+        other_stages={
+            name: pb.StageStatus(status=result["status"], runtime=result["runtime"], error=result.get("error", ""))
+            for name, result in document["stages"].items()
+            if name not in ("landmark", "agegender")
+        },
     )

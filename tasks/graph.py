@@ -7,23 +7,65 @@ Redis and runs on its own queue; ``storage`` merges every stage's result into
 ``output/``. With several per-face stages Celery makes them a chord whose callback is
 ``storage``; with one, as now, a plain chain, which saves the chord's bookkeeping.
 Queues are named after the stages.
+
+A per-face stage is data: a name and the ``module:function`` that builds its estimator
+(``PER_FACE_STAGES`` below, plus any named by ``STAGE_PLUGINS``). Only workers import
+the estimator; the task, the merge and the storage are the same for every stage.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 from celery import Celery, chain, group
 from celery.canvas import Signature
 
+
+@dataclass(frozen=True)
+class PerFaceStage:
+    """A stage that estimates something of every face the landmark stage found."""
+
+    name: str  # its queue, its Redis result ``<key>:<name>`` and its entry in the output's "stages"
+    estimator: str  # "module:function" that builds its estimator from the Settings (workers only)
+    task: str = ""  # its Celery task's name; ``tasks.<name>.estimate`` unless given
+
+    @property
+    def task_name(self) -> str:
+        return self.task or f"tasks.{self.name}.estimate"
+
+
+BUILT_IN = (
+    PerFaceStage("agegender", "tasks.backends.router:age_gender_estimator", "tasks.agegender.estimate_age_gender"),
+)
+
+
+def plugins(setting: str) -> tuple[PerFaceStage, ...]:
+    """Stages from ``STAGE_PLUGINS``: comma-separated ``name=module:function`` entries."""
+    stages = []
+    for entry in filter(None, (part.strip() for part in setting.split(","))):
+        name, _, estimator = entry.partition("=")
+        if not name.isidentifier() or ":" not in estimator:
+            raise ValueError(f"STAGE_PLUGINS entry {entry!r} is not name=module:function")
+        stages.append(PerFaceStage(name, estimator.strip()))
+    return tuple(stages)
+
+
 DETECTION = "landmark"
-PER_FACE = ("agegender",)
 STORAGE = "storage"
+PER_FACE_STAGES = BUILT_IN + plugins(os.environ.get("STAGE_PLUGINS", ""))
+PER_FACE = tuple(stage.name for stage in PER_FACE_STAGES)
 QUEUES = (DETECTION, *PER_FACE, STORAGE)
 
 TASK_NAMES = {
     "landmark": "tasks.landmark.detect_landmarks",
-    "agegender": "tasks.agegender.estimate_age_gender",
+    **{stage.name: stage.task_name for stage in PER_FACE_STAGES},
     "storage": "tasks.storage.store_results",
 }
+
+
+def per_face_stage(name: str) -> PerFaceStage:
+    return next(stage for stage in PER_FACE_STAGES if stage.name == name)
 
 
 def stage(app: Celery, name: str, key: str) -> Signature:

@@ -1,9 +1,9 @@
-"""Merging the two stages' results into the output document.
+"""Merging the stages' results into the output document.
 
 The document keeps the original shape (``redis_key``, ``image_path``, ``results`` with
 ``landmark_service`` and ``agegender_service``) so existing consumers keep working, and
-adds ``faces`` (both stages matched per face), ``stages`` (each stage's full result,
-status and runtime) and an overall ``status``.
+adds ``faces`` (every stage's values matched per face), ``stages`` (each stage's full
+result, status and runtime) and an overall ``status``.
 """
 
 from __future__ import annotations
@@ -53,42 +53,57 @@ def match_faces(
     return pairs
 
 
-def merged_faces(landmark: dict[str, Any], agegender: dict[str, Any]) -> list[dict[str, Any]]:
-    """One entry per face with box, landmark points, age, gender and confidences."""
-    lfaces, afaces = landmark.get("faces", []), agegender.get("faces", [])
-    faces = []
-    for li, ai in match_faces(lfaces, afaces):
-        lf = lfaces[li] if li is not None else None
-        af = afaces[ai] if ai is not None else None
-        faces.append(
-            {
-                "box": (lf or af)["box"],  # type: ignore[index]
-                "landmarks": lf["points"] if lf else [],
-                "age": af["age"] if af else None,
-                "age_confidence": af["age_confidence"] if af else None,
-                "gender": af["gender"] if af else None,
-                "gender_confidence": af["gender_confidence"] if af else None,
-                "found_by": "both" if lf and af else ("landmark" if lf else "agegender"),
-            }
-        )
+# The age/gender stage's values are on every face of the output, None where it has none.
+AGEGENDER_FIELDS = ("age", "age_confidence", "gender", "gender_confidence")
+
+
+def merged_faces(landmark: dict[str, Any], per_face: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per face: its box, landmark points and every per-face stage's values.
+
+    ``found_by`` is "both" when the landmark stage and every per-face stage have the face,
+    "landmark" when some per-face stage has not, or the name of the stage that found it
+    with its own detection.
+    """
+    faces = [{"box": f["box"], "landmarks": f["points"], "_stages": set(), "_own": ""} for f in landmark.get("faces", [])]
+    for name, result in per_face.items():
+        stage_faces = result.get("faces", [])
+        for index, matched in match_faces(faces, stage_faces):
+            if matched is None:
+                continue
+            if index is None:
+                faces.append({"box": stage_faces[matched]["box"], "landmarks": [], "_stages": set(), "_own": name})
+                index = len(faces) - 1
+            faces[index].update({k: v for k, v in stage_faces[matched].items() if k != "box"})
+            faces[index]["_stages"].add(name)
+    for face in faces:
+        stages, own = face.pop("_stages"), face.pop("_own")
+        for field in AGEGENDER_FIELDS if "agegender" in per_face else ():
+            face.setdefault(field, None)
+        face["found_by"] = own or ("both" if stages == set(per_face) else "landmark")
     return faces
+
+
+def _missing(stage: str) -> dict[str, Any]:
+    return {"status": MISSING, "error": f"no {stage} result in Redis", "runtime": 0.0, "faces": []}
 
 
 def build_document(
     key: str,
     image_path: str,
     landmark: dict[str, Any] | None,
-    agegender: dict[str, Any] | None,
+    per_face: dict[str, dict[str, Any] | None],
 ) -> dict[str, Any]:
-    """The JSON written to ``output/<key>.json``; a missing stage result is recorded as such."""
-    landmark = landmark or {"status": MISSING, "error": "no landmark result in Redis", "runtime": 0.0, "faces": []}
-    agegender = agegender or {"status": MISSING, "error": "no age/gender result in Redis", "runtime": 0.0, "faces": []}
-    ok = landmark["status"] == SUCCESS and agegender["status"] == SUCCESS
+    """The JSON written to ``output/<key>.json``: ``per_face`` maps each per-face stage to
+    its result; a missing result is recorded as such."""
+    landmark = landmark or _missing("landmark")
+    results = {name: result or _missing(name) for name, result in per_face.items()}
+    ok = all(stage["status"] == SUCCESS for stage in (landmark, *results.values()))
+    agegender = results.get("agegender", _missing("agegender"))
     return {
         "redis_key": key,
         "image_path": image_path,
         "status": SUCCESS if ok else FAILURE,
-        "results": {
+        "results": {  # the original design's shape
             "landmark_service": {
                 "landmarks": [
                     [f["box"]["x1"], f["box"]["y1"], f["box"]["x2"], f["box"]["y2"]] for f in landmark["faces"]
@@ -101,6 +116,6 @@ def build_document(
                 "gender": [f["gender"] for f in agegender["faces"]],
             },
         },
-        "faces": merged_faces(landmark, agegender),
-        "stages": {"landmark": landmark, "agegender": agegender},
+        "faces": merged_faces(landmark, results),
+        "stages": {"landmark": landmark, **results},
     }

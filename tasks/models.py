@@ -7,11 +7,14 @@ model fails the worker at start rather than on its first task.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
-from tasks import settings
+from tasks import graph, settings
 from tasks.backends import router
-from tasks.backends.base import AgeGenderEstimator, FaceDetector
+from tasks.backends.base import FaceDetector
 
 
 @cache
@@ -22,15 +25,23 @@ def face_detector() -> FaceDetector:
 
 
 @cache
-def age_gender_estimator() -> AgeGenderEstimator:
-    estimator = router.age_gender_estimator(settings.load())
-    estimator.prepare()
-    return estimator
+def estimator(stage: str) -> Any:
+    """The prepared estimator of the per-face stage ``stage``, built by its ``module:function``."""
+    module, _, function = graph.per_face_stage(stage).estimator.partition(":")
+    model = getattr(importlib.import_module(module), function)(settings.load())
+    model.prepare()
+    return model
 
 
-# Which models a worker needs, by the queue it consumes.
-MODELS_BY_QUEUE = {
-    "landmark": (face_detector,),
-    "agegender": (face_detector, age_gender_estimator),
-    "storage": (),
-}
+def age_gender_estimator() -> Any:
+    return estimator("agegender")
+
+
+def loaders(queue: str) -> tuple[Callable[[], Any], ...]:
+    """What a worker consuming ``queue`` loads at start: every per-face stage also needs the
+    detector, for images the landmark stage has no result for."""
+    if queue == graph.DETECTION:
+        return (face_detector,)
+    if queue in graph.PER_FACE:
+        return (face_detector, lambda: estimator(queue))
+    return ()

@@ -74,6 +74,7 @@ class Settings:
     landmark_concurrency: int
     agegender_concurrency: int
     storage_concurrency: int
+    worker_concurrency: int
     max_message_bytes: int
     max_image_pixels: int
     ort_threads: int
@@ -92,12 +93,13 @@ class Settings:
     grpc_tls_ca: Path | None
 
     def concurrency(self, queue: str) -> int:
-        """Pool processes of the worker that consumes ``queue``."""
+        """Pool processes of the worker that consumes ``queue`` (a stage added through
+        ``STAGE_PLUGINS``: ``WORKER_CONCURRENCY``, else 1)."""
         return {
             "landmark": self.landmark_concurrency,
             "agegender": self.agegender_concurrency,
             "storage": self.storage_concurrency,
-        }[queue]
+        }.get(queue, self.worker_concurrency or 1)
 
 
 def load() -> Settings:
@@ -122,6 +124,7 @@ def load() -> Settings:
         landmark_concurrency=_env_int("LANDMARK_CONCURRENCY", every_queue or 2),
         agegender_concurrency=_env_int("AGEGENDER_CONCURRENCY", every_queue or 1),
         storage_concurrency=_env_int("STORAGE_CONCURRENCY", every_queue or 1),
+        worker_concurrency=every_queue,
         max_message_bytes=_env_int("MAX_MESSAGE_BYTES", 32 * 1024 * 1024),
         max_image_pixels=_env_int("MAX_IMAGE_PIXELS", 50_000_000),
         ort_threads=_env_int("ORT_THREADS", min(2, len(os.sched_getaffinity(0)))),

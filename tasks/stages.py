@@ -6,10 +6,11 @@ call them directly with real models and no broker.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
-from tasks.backends.base import AgeGenderEstimator, DetectedFace, FaceDetector
+from tasks.backends.base import DetectedFace, FaceDetector, PerFaceEstimator
 from tasks.imaging import RGBImage, decode_reduced, image_size
 
 SUCCESS = "Success"
@@ -47,14 +48,14 @@ def decode_side(faces: list[DetectedFace], longer_side: int, face_side: int) -> 
     return 0 if factor == 1 else -(-longer_side // factor)
 
 
-def estimate_age_gender(
+def per_face(
     image: RGBImage,
     detector: FaceDetector,
-    estimator: AgeGenderEstimator,
+    estimator: PerFaceEstimator,
     faces: list[DetectedFace] | None = None,
     scale: float = 1.0,
 ) -> dict[str, Any]:
-    """Every face's box, age and gender, each with a confidence.
+    """Every face's box and what ``estimator`` says of it (age and gender, say).
 
     ``image`` may be a reduced decode, ``scale`` times smaller than the full picture,
     whose coordinates the boxes keep. ``faces`` are the landmark stage's detections
@@ -71,17 +72,13 @@ def estimate_age_gender(
         "runtime": time.perf_counter() - started,
         "backend": estimator.name if shared else f"{detector.name}+{estimator.name}",
         "detection": "landmark stage" if shared else "own",
-        "faces": [
-            {
-                "box": face.to_dict()["box"],
-                "age": estimate.age,
-                "age_confidence": estimate.age_confidence,
-                "gender": estimate.gender,
-                "gender_confidence": estimate.gender_confidence,
-            }
-            for face, estimate in zip(faces, estimates, strict=True)
-        ],
+        "faces": [{"box": face.to_dict()["box"], **values(estimate)} for face, estimate in zip(faces, estimates, strict=True)],
     }
+
+
+def values(estimate: Any) -> dict[str, Any]:
+    """An estimator's answer for one face as JSON-ready values (a dataclass or a mapping)."""
+    return dataclasses.asdict(estimate) if dataclasses.is_dataclass(estimate) else dict(estimate)
 
 
 def landmarks_from_bytes(data: bytes, detector: FaceDetector, max_pixels: int, max_side: int) -> dict[str, Any]:
@@ -91,10 +88,10 @@ def landmarks_from_bytes(data: bytes, detector: FaceDetector, max_pixels: int, m
     return detect_landmarks(image, detector, scale)
 
 
-def age_gender_from_bytes(
-    data: bytes, detector: FaceDetector, estimator: AgeGenderEstimator, faces: list[DetectedFace] | None, max_pixels: int
+def per_face_from_bytes(
+    data: bytes, detector: FaceDetector, estimator: PerFaceEstimator, faces: list[DetectedFace] | None, max_pixels: int
 ) -> dict[str, Any]:
-    """:func:`estimate_age_gender` on image bytes, decoded no larger than ``faces`` need."""
+    """:func:`per_face` on image bytes, decoded no larger than ``faces`` need."""
     side = 0 if faces is None else decode_side(faces, max(image_size(data, max_pixels)), estimator.face_side)
     image, scale = decode_reduced(data, max_pixels, side)
-    return estimate_age_gender(image, detector, estimator, faces, scale)
+    return per_face(image, detector, estimator, faces, scale)

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from tasks import app, logs, settings
+from tasks import app, graph, logs, settings
 from tasks.annotate import draw
 from tasks.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
 from tasks.merge import build_document
@@ -32,8 +32,8 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
     document = build_document(
         key,
         image_name,
-        images.get_stage_result(key, "landmark"),
-        images.get_stage_result(key, "agegender"),
+        images.get_stage_result(key, graph.DETECTION),
+        {name: images.get_stage_result(key, name) for name in graph.PER_FACE},
     )
     status, error, drawn = SUCCESS, "", ""
     try:

@@ -21,8 +21,6 @@ from typing import Any
 
 import redis
 
-STAGES = ("landmark", "agegender")
-
 # Compare and delete in one step, so that a claim taken over meanwhile is not dropped.
 _DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 

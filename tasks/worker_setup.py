@@ -11,7 +11,7 @@ from typing import Any
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_process_init
 
 from tasks import logs
-from tasks.models import MODELS_BY_QUEUE
+from tasks import models
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _load_models(**_: Any) -> None:
     A model that cannot load (a missing insightface pack, say) stops the whole worker
     at start, with the reason in its log, instead of failing every task later.
     """
-    loaders = {loader for queue in _queues for loader in MODELS_BY_QUEUE.get(queue, ())}
+    loaders = [loader for queue in _queues for loader in models.loaders(queue)]
     started = time.perf_counter()
     try:
         for loader in loaders:

@@ -42,7 +42,7 @@ def test_document_keeps_the_original_shape_and_adds_faces() -> None:
         "k" * 64,
         "/out/k.jpg",
         stage([lm(0, 0, 10, 10)], point_scheme="5-point"),
-        stage([ag(0, 0, 10, 10, gender="Male", age=41), ag(50, 50, 70, 70)]),
+        {"agegender": stage([ag(0, 0, 10, 10, gender="Male", age=41), ag(50, 50, 70, 70)])},
     )
     assert doc["redis_key"] == "k" * 64
     assert doc["image_path"] == "/out/k.jpg"
@@ -55,11 +55,28 @@ def test_document_keeps_the_original_shape_and_adds_faces() -> None:
     assert doc["faces"][1]["landmarks"] == []
 
 
+def test_every_per_face_stage_adds_its_values_to_the_faces() -> None:
+    doc = build_document(
+        "k", "/k.jpg",
+        stage([lm(0, 0, 10, 10), lm(50, 50, 60, 60)]),
+        {
+            "agegender": stage([ag(0, 0, 10, 10, gender="Male", age=41), ag(50, 50, 60, 60)]),
+            "smile": stage([face(0, 0, 10, 10, smile=0.9, mood="happy")]),  # a stage added as data
+        },
+    )
+    first, second = doc["faces"]
+    assert (first["gender"], first["smile"], first["mood"], first["found_by"]) == ("Male", 0.9, "happy", "both")
+    assert second["gender"] == "Female" and "smile" not in second and second["found_by"] == "landmark"
+    assert set(doc["stages"]) == {"landmark", "agegender", "smile"} and doc["status"] == "Success"
+    missing = build_document("k", "/k.jpg", stage([]), {"agegender": stage([]), "smile": None})
+    assert missing["status"] == "Failure" and missing["stages"]["smile"]["error"] == "no smile result in Redis"
+
+
 def test_missing_or_failed_stage_makes_the_document_a_failure() -> None:
-    doc = build_document("k", "/k.jpg", None, stage([]))
+    doc = build_document("k", "/k.jpg", None, {"agegender": stage([])})
     assert doc["status"] == "Failure"
     assert doc["stages"]["landmark"]["status"] == "Missing"
-    failed = build_document("k", "/k.jpg", stage([]), {"status": "Failure", "error": "boom", "runtime": 0, "faces": []})
+    failed = build_document("k", "/k.jpg", stage([]), {"agegender": {"status": "Failure", "error": "boom", "runtime": 0, "faces": []}})
     assert failed["status"] == "Failure"
     assert failed["stages"]["agegender"]["error"] == "boom"
 

@@ -16,10 +16,10 @@ from tasks.imaging import decode_image
 def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     for name in ("ORT_THREADS", "AGEGENDER_FLIP", "MIN_GENDER_CONFIDENCE", "LANDMARK_POINTS"):
         monkeypatch.delenv(name, raising=False)
-    for loader in (models.face_detector, models.age_gender_estimator):
+    for loader in (models.face_detector, models.estimator):
         loader.cache_clear()
     yield monkeypatch
-    for loader in (models.face_detector, models.age_gender_estimator):
+    for loader in (models.face_detector, models.estimator):
         loader.cache_clear()
 
 
@@ -32,7 +32,9 @@ def test_each_model_is_built_once_and_ready(fresh: pytest.MonkeyPatch, t1_bytes:
     assert len(estimator.estimate(image, faces)) == len(faces) == 6
 
 
-def test_workers_load_only_what_their_queue_needs() -> None:
-    assert models.MODELS_BY_QUEUE["landmark"] == (models.face_detector,)
-    assert set(models.MODELS_BY_QUEUE["agegender"]) == {models.face_detector, models.age_gender_estimator}
-    assert models.MODELS_BY_QUEUE["storage"] == ()
+def test_workers_load_only_what_their_queue_needs(fresh: pytest.MonkeyPatch) -> None:
+    assert models.loaders("landmark") == (models.face_detector,)
+    assert models.loaders("storage") == ()
+    detector, estimator = models.loaders("agegender")
+    assert detector is models.face_detector
+    assert estimator() is models.age_gender_estimator() is models.estimator("agegender")

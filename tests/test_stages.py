@@ -22,7 +22,7 @@ def test_landmark_stage_result_is_json_ready(t1_bytes: bytes) -> None:
 
 
 def test_agegender_stage_result_is_json_ready(astronaut_bytes: bytes) -> None:
-    result = stages.estimate_age_gender(
+    result = stages.per_face(
         decode_image(astronaut_bytes, 10**8), models.face_detector(), models.age_gender_estimator()
     )
     assert result["status"] == "Success"
@@ -40,7 +40,7 @@ def test_failed_stage_has_the_same_shape() -> None:
 def test_agegender_stage_uses_shared_faces_when_given(t1_bytes: bytes) -> None:
     image = decode_image(t1_bytes, 10**8)
     faces = models.face_detector().detect(image)[:2]
-    result = stages.estimate_age_gender(image, models.face_detector(), models.age_gender_estimator(), faces)
+    result = stages.per_face(image, models.face_detector(), models.age_gender_estimator(), faces)
     assert result["detection"] == "landmark stage"
     assert [f["box"] for f in result["faces"]] == [face.to_dict()["box"] for face in faces]
 
@@ -76,8 +76,8 @@ def test_a_reduced_decode_gives_the_full_decodes_answers_in_full_size_coordinate
     detector, estimator = models.face_detector(), models.age_gender_estimator()
     faces = [DetectedFace.from_dict(f) for f in stages.landmarks_from_bytes(data, detector, 10**8, 640)["faces"]]
     assert stages.decode_side(faces, 1920, estimator.face_side) > 0  # this face is large: decoded smaller
-    reduced = stages.age_gender_from_bytes(data, detector, estimator, faces, 10**8)["faces"]
-    full = stages.estimate_age_gender(decode_image(data, 10**8), detector, estimator, faces)["faces"]
+    reduced = stages.per_face_from_bytes(data, detector, estimator, faces, 10**8)["faces"]
+    full = stages.per_face(decode_image(data, 10**8), detector, estimator, faces)["faces"]
     assert [f["box"] for f in reduced] == [f["box"] for f in full] == [face.to_dict()["box"] for face in faces]
     assert [f["gender"] for f in reduced] == [f["gender"] for f in full] == ["Female"]
     assert reduced[0]["age"] == pytest.approx(full[0]["age"], abs=3)

@@ -8,6 +8,7 @@ session and warm it up), then call its one inference method per image.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tasks.imaging import RGBImage
@@ -85,12 +86,19 @@ class FaceDetector(Protocol):
     def detect(self, image: RGBImage) -> list[DetectedFace]: ...
 
 
-class AgeGenderEstimator(Protocol):
-    """Estimates age and gender of faces already found by a detector."""
+class PerFaceEstimator(Protocol):
+    """Estimates something of faces already found by a detector: one answer per face, a
+    dataclass or a mapping of JSON-ready values (numbers and strings)."""
 
     name: str
     face_side: int  # pixels across the network's face input: a face this big loses nothing
 
     def prepare(self) -> None: ...
+
+    def estimate(self, image: RGBImage, faces: list[DetectedFace]) -> Sequence[Any]: ...
+
+
+class AgeGenderEstimator(PerFaceEstimator, Protocol):
+    """Estimates age and gender of faces already found by a detector."""
 
     def estimate(self, image: RGBImage, faces: list[DetectedFace]) -> list[AgeGender]: ...
