@@ -1,10 +1,10 @@
 """Celery configuration: Redis as broker and result store, one queue per stage, JSON only.
 
-Values come from the environment through ``tasks.settings`` (see the README's table).
+Values come from the environment through ``tasks.shared.settings`` (see the README's table).
 """
 
 from tasks import QUEUES
-from tasks import settings as _settings
+from tasks.shared import settings as _settings
 
 _config = _settings.load()
 

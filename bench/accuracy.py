@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import append_to_section  # noqa: E402
-from tasks import settings, stages  # noqa: E402
+from tasks import stages  # noqa: E402
+from tasks.shared import settings  # noqa: E402
 from tasks.backends import router  # noqa: E402
 from tasks.backends.base import DetectedFace  # noqa: E402
 

@@ -4,7 +4,7 @@
 
 Same broker and result store (``REDIS_URL``), same ``celeryconfig`` (JSON, late acks,
 prefetch 1, no events), same queues, same task names and the same graph
-(``tasks/graph.py``: landmark, then the per-face stages, then storage); no
+(``tasks/shared/graph.py``: landmark, then the per-face stages, then storage); no
 models are loaded. What one run of it costs is what Celery and Redis cost the service
 per image before any of its own work.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery, uuid
 from celery.result import AsyncResult
 
-from tasks import graph
+from tasks.shared import graph
 
 app = Celery("empty_chord")
 app.config_from_object("celeryconfig")

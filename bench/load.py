@@ -32,10 +32,11 @@ from grpc_facade import channels  # noqa: E402
 from grpc_facade.client import expand  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
-from tasks import QUEUES, settings  # noqa: E402
-from tasks.output import output_paths  # noqa: E402
-from tasks.graph import DETECTION, PER_FACE  # noqa: E402
-from tasks.store import stage_key  # noqa: E402
+from tasks import QUEUES  # noqa: E402
+from tasks.shared import settings  # noqa: E402
+from tasks.shared.output_files import output_paths  # noqa: E402
+from tasks.shared.graph import DETECTION, PER_FACE  # noqa: E402
+from tasks.shared.redis_store import stage_key  # noqa: E402
 
 
 

@@ -55,7 +55,8 @@ from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from bench import baselines  # noqa: E402
 from bench.processes import stack_processes  # noqa: E402
 from bench.report import publish  # noqa: E402
-from tasks import QUEUES, settings  # noqa: E402
+from tasks import QUEUES  # noqa: E402
+from tasks.shared import settings  # noqa: E402
 
 CONCURRENCY = 8  # requests in flight for the service's throughput
 # A pause after each timed call of the paired latency: the plain script's onnxruntime

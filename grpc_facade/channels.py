@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 
 def server_credentials(config: Settings) -> grpc.ServerCredentials | None:

@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from grpc_facade import channels
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import logs, settings
+from tasks.shared import logs, settings
 
 log = logging.getLogger("client")
 

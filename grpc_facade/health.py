@@ -12,7 +12,7 @@ import threading
 from grpc_health.v1 import health, health_pb2
 
 from tasks import QUEUES, app
-from tasks.store import ImageStore
+from tasks.shared.redis_store import ImageStore
 
 log = logging.getLogger(__name__)
 

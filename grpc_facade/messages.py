@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proto import image_processing_pb2 as pb
-from tasks.merge import AGEGENDER_FIELDS
+from tasks.shared.document import AGEGENDER_FIELDS
 
 
 def box(data: dict[str, float]) -> pb.Box:

@@ -15,9 +15,10 @@ from celery import uuid
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
-from tasks import app, graph, logs, settings, store
-from tasks.imaging import check_image, image_key
-from tasks.output import annotated_name, annotated_path, output_names, output_paths
+from tasks import app
+from tasks.shared import graph, logs, redis_store, settings
+from tasks.shared.imaging import check_image, image_key
+from tasks.shared.output_files import annotated_name, annotated_path, output_names, output_paths
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Pipeline:
 
     def __init__(self, config: settings.Settings) -> None:
         self.config = config
-        self.store = store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
+        self.store = redis_store.ImageStore(redis_store.client(config.redis_url), config.image_ttl, config.result_ttl)
 
     def check(self, data: bytes) -> str:
         """The key of ``data`` once it decodes as an image; :class:`ImageError` otherwise."""
@@ -50,7 +51,7 @@ class Pipeline:
     def process(
         self, data: bytes, timeout: float, recompute: bool = False, annotate: bool = False
     ) -> tuple[dict[str, Any], bool]:
-        """Detection, then the per-face stages, then storage (``tasks/graph.py``).
+        """Detection, then the per-face stages, then storage (``tasks/shared/graph.py``).
         Returns ``(outcome, cached)``.
 
         ``outcome`` is ``{"document": ..., "storage": ...}``. An image already processed
@@ -106,7 +107,7 @@ class Pipeline:
         self._wait(graph.stage(app, stage, key), key, timeout)
         result = self.store.get_stage_result(key, stage)
         if result is None:
-            raise RuntimeError(f"the {stage} task finished but {store.stage_key(key, stage)} is not in Redis")
+            raise RuntimeError(f"the {stage} task finished but {redis_store.stage_key(key, stage)} is not in Redis")
         return key, result
 
     def store_only(self, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ from grpc_facade.servicers import (
 )
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import logs, settings
+from tasks.shared import logs, settings
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from grpc_facade.metrics import Metrics
 from grpc_facade.pipeline import InvalidKey, Pipeline
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import logs
-from tasks.imaging import ImageError
-from tasks.store import UNREACHABLE
+from tasks.shared import logs
+from tasks.shared.imaging import ImageError
+from tasks.shared.redis_store import UNREACHABLE
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from grpc_facade import channels, client
-from tasks import QUEUES, logs, settings, store
+from tasks import QUEUES
+
+from tasks.shared import logs, redis_store, settings
 
 log = logging.getLogger("stack")
 
@@ -44,7 +46,7 @@ class StackError(RuntimeError):
 
 def redis_answers(url: str) -> bool:
     try:
-        return bool(store.client(url).ping())
+        return bool(redis_store.client(url).ping())
     except Exception:
         return False
 

@@ -1,6 +1,6 @@
 """The Celery application: ``celery -A tasks worker -Q landmark|agegender|storage``.
 
-Task modules are thin wrappers around plain functions; ``tasks/graph.py`` chains them:
+Task modules are thin wrappers around plain functions; ``tasks/shared/graph.py`` chains them:
 
 - ``tasks/landmark.py``  (queue ``landmark``):  boxes and landmark points, first
 - ``tasks/agegender.py`` (queue ``agegender``): age and gender of the faces found
@@ -9,7 +9,7 @@ Task modules are thin wrappers around plain functions; ``tasks/graph.py`` chains
 
 from celery import Celery
 
-from tasks.graph import QUEUES  # one queue per stage; celeryconfig.py routes each task module to its queue
+from tasks.shared.graph import QUEUES  # one queue per stage; celeryconfig.py routes each task module to its queue
 
 __all__ = ["QUEUES", "app"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tasks.imaging import RGBImage
+from tasks.shared.imaging import RGBImage
 
 BOX = (40, 220, 70)
 POINT = (255, 60, 60)

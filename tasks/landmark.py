@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks import app, models, settings, stages
+from tasks import app, models, stages
+from tasks.shared import settings
 from tasks.worker_io import RETRY_POLICY, run_stage
 
 

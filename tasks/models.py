@@ -12,7 +12,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from tasks import graph, settings
+from tasks.shared import graph, settings
 from tasks.backends import router
 from tasks.backends.base import FaceDetector
 

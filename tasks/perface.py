@@ -1,4 +1,4 @@
-"""The Celery task of every per-face stage (``tasks/graph.py``), one per queue, all alike."""
+"""The Celery task of every per-face stage (``tasks/shared/graph.py``), one per queue, all alike."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from celery import Task
 
-from tasks import app, graph, models, settings, stages
+from tasks import app, models, stages
+from tasks.shared import graph, settings
 from tasks.worker_io import RETRY_POLICY, detected_faces, run_stage
 
 

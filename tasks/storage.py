@@ -6,13 +6,14 @@ import logging
 import time
 from typing import Any
 
-from tasks import app, graph, logs, settings
+from tasks import app
+from tasks.shared import graph, logs, settings
 from tasks.annotate import draw
-from tasks.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
-from tasks.merge import build_document
-from tasks.output import annotated_name, annotated_path, atomic_write, output_names, write_outputs
+from tasks.shared.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
+from tasks.shared.document import build_document
+from tasks.shared.output_files import annotated_name, annotated_path, atomic_write, output_names, write_outputs
 from tasks.stages import FAILURE, SUCCESS
-from tasks.store import ImageStore
+from tasks.shared.redis_store import ImageStore
 from tasks.worker_io import RETRY_POLICY, RETRYABLE, image_store
 
 log = logging.getLogger(__name__)

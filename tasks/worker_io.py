@@ -7,22 +7,23 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from tasks import logs, settings, stages, store
+from tasks import stages
+from tasks.shared import logs, redis_store, settings
 from tasks.backends.base import DetectedFace
-from tasks.imaging import ImageError
+from tasks.shared.imaging import ImageError
 
 log = logging.getLogger(__name__)
 
 # Errors worth retrying: Redis unreachable for a moment. Everything else is final.
-RETRYABLE = store.UNREACHABLE
+RETRYABLE = redis_store.UNREACHABLE
 # How every task retries them: Celery's own retries, with backoff.
 RETRY_POLICY: dict[str, Any] = {"autoretry_for": RETRYABLE, "retry_backoff": 1, "max_retries": 5}
 
 
 @cache
-def image_store() -> store.ImageStore:
+def image_store() -> redis_store.ImageStore:
     config = settings.load()
-    return store.ImageStore(store.client(config.redis_url), config.image_ttl, config.result_ttl)
+    return redis_store.ImageStore(redis_store.client(config.redis_url), config.image_ttl, config.result_ttl)
 
 
 def detected_faces(key: str) -> list[DetectedFace] | None:
@@ -46,7 +47,7 @@ def run_stage(key: str, stage: str, work: Callable[[bytes], dict[str, Any]]) -> 
         result = work(image_store().get_image(key))  # fetched once; ``work`` decodes once
     except RETRYABLE:
         raise
-    except (store.ImageMissing, ImageError) as error:
+    except (redis_store.ImageMissing, ImageError) as error:
         result = stages.failed(str(error))
     except Exception as error:  # a model failure must not leave the graph without a result
         log.exception("%s stage failed for %s", stage, key)

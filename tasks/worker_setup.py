@@ -10,7 +10,7 @@ from typing import Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_process_init
 
-from tasks import logs
+from tasks.shared import logs
 from tasks import models
 
 log = logging.getLogger(__name__)

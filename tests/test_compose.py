@@ -49,7 +49,7 @@ from ruamel.yaml import YAML
 
 import celeryconfig
 from grpc_facade.stack import redis_server_argv, wait_until
-from tasks import settings
+from tasks.shared import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -285,13 +285,13 @@ def required_names(node) -> set[str]:
 
 
 def names_the_code_reads() -> set[str]:
-    return names_read_from_environment(ROOT / "tasks" / "settings.py") | (flower_reads() & {"FLOWER_BASIC_AUTH"})
+    return names_read_from_environment(ROOT / "tasks" / "shared" / "settings.py") | (flower_reads() & {"FLOWER_BASIC_AUTH"})
 
 
 def default_settings() -> settings.Settings:
     """What the code uses when no variable is set."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in names_read_from_environment(ROOT / "tasks" / "settings.py"):
+        for name in names_read_from_environment(ROOT / "tasks" / "shared" / "settings.py"):
             patch.delenv(name, raising=False)
         return settings.load()
 
@@ -368,7 +368,7 @@ def check_settings_take_the_values(compose: Compose) -> list[str]:
     for name, service in app_services(resolved(compose)).items():
         env = {key: value for key, value in environment(service).items() if value is not None}
         with pytest.MonkeyPatch.context() as patch:
-            for variable in names_read_from_environment(ROOT / "tasks" / "settings.py"):
+            for variable in names_read_from_environment(ROOT / "tasks" / "shared" / "settings.py"):
                 patch.delenv(variable, raising=False)
             for key, value in env.items():
                 patch.setenv(key, value)
@@ -604,7 +604,7 @@ def test_anchor_shares_image_and_environment(compose: Compose) -> None:
 
 def test_names_read_from_environment_sees_the_settings() -> None:
     """The source parser itself: it finds what settings.load() really reacts to."""
-    names = names_read_from_environment(ROOT / "tasks" / "settings.py")
+    names = names_read_from_environment(ROOT / "tasks" / "shared" / "settings.py")
     assert {"REDIS_URL", "OUTPUT_DIR", "GRPC_PORT", "FLOWER_PORT", "WORKER_CONCURRENCY"} <= names
     assert "FLOWER_BASIC_AUTH" in flower_reads()
     with pytest.MonkeyPatch.context() as patch:

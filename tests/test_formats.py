@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.backends.base import Box
-from tasks.imaging import ImageError, decode_image
+from tasks.shared.imaging import ImageError, decode_image
 from tests.conftest import T1_JPG, RunningStack, call_service
 from tests.formats import accepted_variants, exif_rotated, one_pixel
 

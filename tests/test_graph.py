@@ -1,12 +1,13 @@
-"""tasks/graph.py: the task graph the facade sends, built from task names alone."""
+"""tasks/shared/graph.py: the task graph the facade sends, built from task names alone."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from tasks import app, graph
-from tasks.settings import PROJECT_ROOT
+from tasks import app
+from tasks.shared import graph
+from tasks.shared.settings import PROJECT_ROOT
 
 
 def test_the_graph_is_landmark_then_agegender_then_storage() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.imaging import ImageError, as_jpeg, check_image, decode_image, decode_reduced, image_key
+from tasks.shared.imaging import ImageError, as_jpeg, check_image, decode_image, decode_reduced, image_key
 
 LIMIT = 50_000_000
 

@@ -29,7 +29,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tasks import settings
+from tasks.shared import settings
 from tasks.backends import router
 from tasks.backends.base import Box, DetectedFace
 from tasks.backends.insightface_pack import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tasks.settings import PROJECT_ROOT
+from tasks.shared.settings import PROJECT_ROOT
 
 
 def test_ruff_finds_nothing() -> None:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tasks import logs
+from tasks.shared import logs
 from tests.conftest import RunningStack
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.merge import build_document, match_faces
+from tasks.shared.document import build_document, match_faces
 
 
 def face(x1: float, y1: float, x2: float, y2: float, **extra) -> dict:

@@ -9,7 +9,7 @@ import pytest
 from tasks import models
 from tasks.backends.centerface import CenterFace
 from tasks.backends.cydral import CydralAgeGender
-from tasks.imaging import decode_image
+from tasks.shared.imaging import decode_image
 
 
 @pytest.fixture

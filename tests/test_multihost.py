@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from grpc_facade.stack import FACADE_ARGV, redis_server_argv, worker_argv
-from tasks.settings import PROJECT_ROOT
+from tasks.shared.settings import PROJECT_ROOT
 from tests.conftest import variant
 from tests.netns import Network
 

@@ -19,8 +19,8 @@ import pytest
 from grpc_facade.stack import health_serving
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
-from tasks import graph
-from tasks.settings import PROJECT_ROOT
+from tasks.shared import graph
+from tasks.shared.settings import PROJECT_ROOT
 from tests.conftest import free_port
 from tests.tiny_stage import Brightness
 

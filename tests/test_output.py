@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.output import atomic_write, output_paths, write_outputs
+from tasks.shared.output_files import atomic_write, output_paths, write_outputs
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:

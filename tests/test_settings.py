@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import QUEUES, settings
+from tasks import QUEUES
+
+
+from tasks.shared import settings
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from tasks import models, stages
 from tasks.backends.base import Box, DetectedFace
-from tasks.imaging import decode_image
+from tasks.shared.imaging import decode_image
 
 
 def test_landmark_stage_result_is_json_ready(t1_bytes: bytes) -> None:
@@ -46,7 +46,7 @@ def test_agegender_stage_uses_shared_faces_when_given(t1_bytes: bytes) -> None:
 
 
 def test_landmark_stage_scales_a_reduced_decode_back(t1_bytes: bytes) -> None:
-    from tasks.imaging import decode_reduced
+    from tasks.shared.imaging import decode_reduced
 
     full = stages.detect_landmarks(decode_image(t1_bytes, 10**8), models.face_detector())
     reduced_image, scale = decode_reduced(t1_bytes, 10**8, 640)

@@ -10,8 +10,8 @@ from onnx import TensorProto, helper
 
 from tasks.backends.base import DetectedFace
 from tasks.backends.onnx_session import cpu_session
-from tasks.imaging import RGBImage
-from tasks.settings import Settings
+from tasks.shared.imaging import RGBImage
+from tasks.shared.settings import Settings
 
 SIDE = 32
 

@@ -16,7 +16,7 @@ import onnx
 
 from tasks.backends.base import Box, DetectedFace
 from tasks.backends.onnx_session import cpu_session
-from tasks.imaging import RGBImage
+from tasks.shared.imaging import RGBImage
 
 POINT_SCHEME = "5-point: left eye, right eye, nose tip, left mouth corner, right mouth corner"
 _STRIDE = 4

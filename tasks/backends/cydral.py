@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from tasks.backends.base import AgeGender, Box, DetectedFace
 from tasks.backends.onnx_session import cpu_session
-from tasks.imaging import RGBImage
+from tasks.shared.imaging import RGBImage
 
 _PADDING = 0.2  # dlib's chip padding, as the networks were trained with
 _LEVELS = {"gender": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "age": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}

@@ -13,7 +13,7 @@ from pathlib import Path
 import dlib
 
 from tasks.backends.base import DetectedFace, FaceDetector
-from tasks.imaging import RGBImage
+from tasks.shared.imaging import RGBImage
 
 POINT_SCHEME = "68-point (iBUG 300-W): jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67"
 

@@ -33,7 +33,7 @@ from google.protobuf.message import DecodeError
 
 from tasks.backends.base import AgeGender, Box, DetectedFace
 from tasks.backends.onnx_session import CPU, cpu_options
-from tasks.imaging import RGBImage
+from tasks.shared.imaging import RGBImage
 
 FIVE_POINT_SCHEME = (
     "5-point (insightface SCRFD): left eye, right eye, nose tip, left mouth corner, "

@@ -10,8 +10,8 @@ from tasks.backends.centerface import CenterFace
 from tasks.backends.cydral import CydralAgeGender
 from tasks.backends.dlib68 import Dlib68Landmarks
 from tasks.backends.insightface_pack import InsightFaceAgeGender, InsightFaceDetector
-from tasks.backends.views import Abstaining, Mirrored
-from tasks.settings import Settings
+from tasks.backends.wrappers import Abstaining, Mirrored
+from tasks.shared.settings import Settings
 
 
 class UnknownBackend(ValueError):

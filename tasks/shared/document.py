@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.backends.base import Box
-from tasks.stages import FAILURE, SUCCESS
+from tasks.shared.faces import Box
 
+SUCCESS = "Success"
+FAILURE = "Failure"
 MISSING = "Missing"
 MIN_MATCH_IOU = 0.3
 

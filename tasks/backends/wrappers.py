@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 
 from tasks.backends.base import AgeGender, AgeGenderEstimator, Box, DetectedFace
-from tasks.imaging import RGBImage
+from tasks.shared.imaging import RGBImage
 
 UNKNOWN = "Unknown"
 
