@@ -130,8 +130,8 @@ class Pipeline:
 
     def __init__(self, config: settings.Settings) -> None:
         self.config = config
-        self.detector = router.face_detector(config)
-        self.estimator = router.age_gender_estimator(config)
+        self.detector = router.build_face_detector(config)
+        self.estimator = router.build_age_gender_estimator(config)
         self.detector.prepare()
         self.estimator.prepare()
 

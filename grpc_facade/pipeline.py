@@ -101,7 +101,7 @@ class Pipeline:
         }
         return {"document": document, "storage": storage}
 
-    def run_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
+    def single_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """One stage on its own; returns the key and the stage result it stored in Redis."""
         key = self.accept(data)
         self._wait(graph.stage(app, stage, key), key, timeout)

@@ -95,7 +95,7 @@ class FaceLandmarkDetectionServicer(pb_grpc.FaceLandmarkDetectionServicer):
 
     def DetectLandmarks(self, request: pb.LandmarkRequest, context: grpc.ServicerContext) -> pb.LandmarkResponse:
         with _status_on_error(context, "DetectLandmarks"):
-            key, result = self.pipeline.run_stage(
+            key, result = self.pipeline.single_stage(
                 "landmark", request.image_data, _timeout(context, self.pipeline)
             )
             log.info("Face Landmark Detection responded: %s [%s]", result["status"], key[:12])
@@ -108,7 +108,7 @@ class AgeGenderEstimationServicer(pb_grpc.AgeGenderEstimationServicer):
 
     def EstimateAgeGender(self, request: pb.AgeGenderRequest, context: grpc.ServicerContext) -> pb.AgeGenderResponse:
         with _status_on_error(context, "EstimateAgeGender"):
-            key, result = self.pipeline.run_stage(
+            key, result = self.pipeline.single_stage(
                 "agegender", request.image_data, _timeout(context, self.pipeline)
             )
             log.info("Age Gender Estimation responded: %s [%s]", result["status"], key[:12])

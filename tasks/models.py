@@ -19,7 +19,7 @@ from tasks.backends.base import FaceDetector
 
 @cache
 def face_detector() -> FaceDetector:
-    detector = router.face_detector(settings.load())
+    detector = router.build_face_detector(settings.load())
     detector.prepare()
     return detector
 

@@ -19,7 +19,7 @@ def failed(error: str, runtime: float = 0.0) -> dict[str, Any]:
     return {"status": FAILURE, "error": error, "runtime": runtime, "faces": []}
 
 
-def detect_landmarks(image: RGBImage, detector: FaceDetector, scale: float = 1.0) -> dict[str, Any]:
+def landmark_result(image: RGBImage, detector: FaceDetector, scale: float = 1.0) -> dict[str, Any]:
     """Every face's box and landmark points, in coordinates ``scale`` times those of ``image``
     (``image`` may be a reduced decode of the full picture)."""
     started = time.perf_counter()
@@ -45,7 +45,7 @@ def decode_side(faces: list[DetectedFace], longer_side: int, face_side: int) -> 
     return 0 if factor == 1 else -(-longer_side // factor)
 
 
-def per_face(
+def per_face_result(
     image: RGBImage,
     detector: FaceDetector,
     estimator: PerFaceEstimator,
@@ -79,16 +79,16 @@ def values(estimate: Any) -> dict[str, Any]:
 
 
 def landmarks_from_bytes(data: bytes, detector: FaceDetector, max_pixels: int, max_side: int) -> dict[str, Any]:
-    """:func:`detect_landmarks` on image bytes; a large JPEG decodes at reduced size,
+    """:func:`landmark_result` on image bytes; a large JPEG decodes at reduced size,
     since detection scales it down to ``max_side`` anyway."""
     image, scale = decode_reduced(data, max_pixels, max_side)
-    return detect_landmarks(image, detector, scale)
+    return landmark_result(image, detector, scale)
 
 
 def per_face_from_bytes(
     data: bytes, detector: FaceDetector, estimator: PerFaceEstimator, faces: list[DetectedFace] | None, max_pixels: int
 ) -> dict[str, Any]:
-    """:func:`per_face` on image bytes, decoded no larger than ``faces`` need."""
+    """:func:`per_face_result` on image bytes, decoded no larger than ``faces`` need."""
     side = 0 if faces is None else decode_side(faces, max(image_size(data, max_pixels)), estimator.face_side)
     image, scale = decode_reduced(data, max_pixels, side)
-    return per_face(image, detector, estimator, faces, scale)
+    return per_face_result(image, detector, estimator, faces, scale)

@@ -12,7 +12,7 @@ from tasks.annotate import draw
 from tasks.shared.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
 from tasks.shared.document import build_document
 from tasks.shared.output_files import annotated_name, annotated_path, atomic_write, output_names, write_outputs
-from tasks.stages import FAILURE, SUCCESS
+from tasks.shared.document import FAILURE, SUCCESS
 from tasks.shared.redis_store import ImageStore
 from tasks.worker_io import RETRY_POLICY, RETRYABLE, image_store
 

@@ -171,14 +171,14 @@ def test_router_picks_backends_and_point_schemes() -> None:
     from tasks.backends.dlib68 import Dlib68Landmarks
 
     config = dataclasses.replace(settings.load(), agegender_flip=False, min_gender_confidence=0)
-    assert isinstance(router.face_detector(config), CenterFace)
-    assert isinstance(router.age_gender_estimator(config), CydralAgeGender)
-    careful = router.age_gender_estimator(dataclasses.replace(config, agegender_flip=True, min_gender_confidence=0.75))
+    assert isinstance(router.build_face_detector(config), CenterFace)
+    assert isinstance(router.build_age_gender_estimator(config), CydralAgeGender)
+    careful = router.build_age_gender_estimator(dataclasses.replace(config, agegender_flip=True, min_gender_confidence=0.75))
     assert isinstance(careful, Abstaining) and isinstance(careful.estimator, Mirrored)
     assert isinstance(careful.estimator.estimator, CydralAgeGender) and careful.min_confidence == 0.75
-    dense = router.face_detector(dataclasses.replace(config, landmark_points=68))
+    dense = router.build_face_detector(dataclasses.replace(config, landmark_points=68))
     assert isinstance(dense, Dlib68Landmarks) and isinstance(dense.detector, CenterFace)
     with pytest.raises(router.UnknownBackend, match="LANDMARK_POINTS=106"):
-        router.face_detector(dataclasses.replace(config, landmark_points=106))
+        router.build_face_detector(dataclasses.replace(config, landmark_points=106))
     with pytest.raises(router.UnknownBackend, match="LANDMARK_BACKEND='tensorflow'"):
-        router.face_detector(dataclasses.replace(config, landmark_backend="tensorflow"))
+        router.build_face_detector(dataclasses.replace(config, landmark_backend="tensorflow"))

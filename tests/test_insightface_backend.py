@@ -39,7 +39,7 @@ from tasks.backends.insightface_pack import (
     InsightFaceDetector,
     ModelPackMissing,
 )
-from tasks.stages import detect_landmarks
+from tasks.stages import landmark_result
 
 PACK = "tinypack"
 SIDE = 320  # detector input side used by the tests (DETECT_MAX_SIDE)
@@ -273,13 +273,13 @@ def test_detector_finds_nothing_in_black_or_degenerate_images(detector: InsightF
 
 
 def test_detector_applies_the_configured_threshold(home: Path) -> None:
-    strict = router.face_detector(config(home, detect_threshold=0.99))
+    strict = router.build_face_detector(config(home, detect_threshold=0.99))
     strict.prepare()
     assert strict.detect(picture(320, 320, [(112, 112, 96, RED)])) == []  # its score is ~0.98
 
 
 def test_detector_gives_106_points_when_configured(home: Path) -> None:
-    model = router.face_detector(config(home, landmark_points=106))
+    model = router.build_face_detector(config(home, landmark_points=106))
     assert model.point_scheme == HUNDRED_SIX_POINT_SCHEME
     model.prepare()
     faces = model.detect(picture(320, 320, [(112, 112, 96, RED)]))
@@ -295,7 +295,7 @@ def test_detector_gives_106_points_when_configured(home: Path) -> None:
 
 
 def test_landmark_stage_reports_the_backend_and_its_point_scheme(detector: InsightFaceDetector) -> None:
-    result = detect_landmarks(picture(320, 320, [(112, 112, 96, RED)]), detector, scale=2.0)
+    result = landmark_result(picture(320, 320, [(112, 112, 96, RED)]), detector, scale=2.0)
     assert result["backend"] == f"insightface-{PACK}"
     assert result["point_scheme"] == FIVE_POINT_SCHEME
     assert len(result["faces"]) == 1
@@ -367,8 +367,8 @@ def test_estimator_finds_the_genderage_model_by_its_signature(tmp_path: Path) ->
 
 
 def test_router_builds_the_insightface_backends_from_settings(home: Path) -> None:
-    detector = router.face_detector(config(home))
-    estimator = router.age_gender_estimator(dataclasses.replace(config(home), agegender_flip=True, min_gender_confidence=0.75))
+    detector = router.build_face_detector(config(home))
+    estimator = router.build_age_gender_estimator(dataclasses.replace(config(home), agegender_flip=True, min_gender_confidence=0.75))
     model = estimator.estimator.estimator  # inside the opt-in threshold and mirrored view
     assert isinstance(detector, InsightFaceDetector)
     assert isinstance(model, InsightFaceAgeGender)
@@ -385,15 +385,15 @@ def test_environment_variables_choose_the_pack(home: Path, monkeypatch: pytest.M
     monkeypatch.setenv("INSIGHTFACE_HOME", str(home))
     monkeypatch.setenv("INSIGHTFACE_PACK", PACK)
     loaded = settings.load()
-    assert router.face_detector(loaded).directory == home.resolve() / "models" / PACK
-    assert router.age_gender_estimator(loaded).name == f"insightface-{PACK}"
+    assert router.build_face_detector(loaded).directory == home.resolve() / "models" / PACK
+    assert router.build_age_gender_estimator(loaded).name == f"insightface-{PACK}"
     monkeypatch.setenv("AGEGENDER_FLIP", "1")
-    assert router.age_gender_estimator(settings.load()).name == f"insightface-{PACK}+mirrored"
+    assert router.build_age_gender_estimator(settings.load()).name == f"insightface-{PACK}+mirrored"
 
 
 def test_68_points_come_from_dlib_on_top_of_scrfd(home: Path) -> None:
     # 68 points come from dlib's predictor on the detector's faces, not from the pack.
-    dense = router.face_detector(config(home, landmark_points=68))
+    dense = router.build_face_detector(config(home, landmark_points=68))
     assert dense.point_scheme.startswith("68-point")
     assert isinstance(dense.detector, InsightFaceDetector) and dense.detector.point_scheme == FIVE_POINT_SCHEME
     with pytest.raises(ValueError, match="5 or 106"):
@@ -403,7 +403,7 @@ def test_68_points_come_from_dlib_on_top_of_scrfd(home: Path) -> None:
 # --- missing packs: a clear error, never a download --------------------------------
 
 
-@pytest.mark.parametrize("make", [router.face_detector, router.age_gender_estimator])
+@pytest.mark.parametrize("make", [router.build_face_detector, router.build_age_gender_estimator])
 def test_missing_pack_is_a_clear_error_without_download(tmp_path: Path, no_network: list, make) -> None:
     empty_home = tmp_path / "home"
     empty_home.mkdir()

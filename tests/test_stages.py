@@ -12,7 +12,7 @@ from tasks.shared.imaging import decode_image
 
 
 def test_landmark_stage_result_is_json_ready(t1_bytes: bytes) -> None:
-    result = stages.detect_landmarks(decode_image(t1_bytes, 10**8), models.face_detector())
+    result = stages.landmark_result(decode_image(t1_bytes, 10**8), models.face_detector())
     assert result["status"] == "Success" and result["error"] == ""
     assert result["runtime"] > 0
     assert result["point_scheme"].startswith("5-point")
@@ -22,7 +22,7 @@ def test_landmark_stage_result_is_json_ready(t1_bytes: bytes) -> None:
 
 
 def test_agegender_stage_result_is_json_ready(astronaut_bytes: bytes) -> None:
-    result = stages.per_face(
+    result = stages.per_face_result(
         decode_image(astronaut_bytes, 10**8), models.face_detector(), models.age_gender_estimator()
     )
     assert result["status"] == "Success"
@@ -40,7 +40,7 @@ def test_failed_stage_has_the_same_shape() -> None:
 def test_agegender_stage_uses_shared_faces_when_given(t1_bytes: bytes) -> None:
     image = decode_image(t1_bytes, 10**8)
     faces = models.face_detector().detect(image)[:2]
-    result = stages.per_face(image, models.face_detector(), models.age_gender_estimator(), faces)
+    result = stages.per_face_result(image, models.face_detector(), models.age_gender_estimator(), faces)
     assert result["detection"] == "landmark stage"
     assert [f["box"] for f in result["faces"]] == [face.to_dict()["box"] for face in faces]
 
@@ -48,9 +48,9 @@ def test_agegender_stage_uses_shared_faces_when_given(t1_bytes: bytes) -> None:
 def test_landmark_stage_scales_a_reduced_decode_back(t1_bytes: bytes) -> None:
     from tasks.shared.imaging import decode_reduced
 
-    full = stages.detect_landmarks(decode_image(t1_bytes, 10**8), models.face_detector())
+    full = stages.landmark_result(decode_image(t1_bytes, 10**8), models.face_detector())
     reduced_image, scale = decode_reduced(t1_bytes, 10**8, 640)
-    reduced = stages.detect_landmarks(reduced_image, models.face_detector(), scale)
+    reduced = stages.landmark_result(reduced_image, models.face_detector(), scale)
     assert scale == 2.0 and len(reduced["faces"]) == len(full["faces"]) == 6
     for a, b in zip(full["faces"], reduced["faces"]):
         assert abs(a["box"]["x1"] - b["box"]["x1"]) < 6 and abs(a["box"]["y2"] - b["box"]["y2"]) < 6
@@ -77,7 +77,7 @@ def test_a_reduced_decode_gives_the_full_decodes_answers_in_full_size_coordinate
     faces = [DetectedFace.from_dict(f) for f in stages.landmarks_from_bytes(data, detector, 10**8, 640)["faces"]]
     assert stages.decode_side(faces, 1920, estimator.face_side) > 0  # this face is large: decoded smaller
     reduced = stages.per_face_from_bytes(data, detector, estimator, faces, 10**8)["faces"]
-    full = stages.per_face(decode_image(data, 10**8), detector, estimator, faces)["faces"]
+    full = stages.per_face_result(decode_image(data, 10**8), detector, estimator, faces)["faces"]
     assert [f["box"] for f in reduced] == [f["box"] for f in full] == [face.to_dict()["box"] for face in faces]
     assert [f["gender"] for f in reduced] == [f["gender"] for f in full] == ["Female"]
     assert reduced[0]["age"] == pytest.approx(full[0]["age"], abs=3)

@@ -63,7 +63,7 @@ def _pick(table: dict, name: str, variable: str):
 POINTS = {"embedded": (5, 68), "insightface": (5, 68, 106)}
 
 
-def face_detector(config: Settings) -> FaceDetector:
+def build_face_detector(config: Settings) -> FaceDetector:
     """The landmark stage's detector (not prepared yet), with 68 dlib points per face
     when ``LANDMARK_POINTS=68``; its sessions use ``ORT_THREADS`` threads."""
     build = _pick(DETECTORS, config.landmark_backend, "LANDMARK_BACKEND")
@@ -77,7 +77,7 @@ def face_detector(config: Settings) -> FaceDetector:
     return Dlib68Landmarks(detector) if config.landmark_points == 68 else detector
 
 
-def age_gender_estimator(config: Settings) -> AgeGenderEstimator:
+def build_age_gender_estimator(config: Settings) -> AgeGenderEstimator:
     """The age/gender stage's estimator (not prepared yet) on ``ORT_THREADS`` threads;
     averaged over a mirrored view when ``AGEGENDER_FLIP=1``, and saying ``Unknown``
     below ``MIN_GENDER_CONFIDENCE`` when that is above 0 (both off by default)."""

@@ -36,7 +36,7 @@ class PerFaceStage:
 
 
 BUILT_IN = (
-    PerFaceStage("agegender", "tasks.backends.router:age_gender_estimator", "tasks.agegender.estimate_age_gender"),
+    PerFaceStage("agegender", "tasks.backends.router:build_age_gender_estimator", "tasks.agegender.estimate_age_gender"),
 )
 
 
