@@ -7,7 +7,7 @@ service's queues, concurrency, ``celeryconfig`` and task graph, tasks that do no
 then sends runs of that graph from this process, as the facade does (``apply_async``,
 then ``get`` through the result store's pub/sub): one at a time for
 the round trip, then ``--concurrency`` at a time for the CPU each process spends per
-chord. No gRPC, no image, no model: the service's overhead per image beyond this floor
+run. No gRPC, no image, no model: the service's overhead per image beyond this floor
 is its own (compare ``bench/cpu.py``).
 """
 
@@ -70,7 +70,7 @@ def wait_for_workers(timeout: float = 60) -> None:
 
 
 def round_trips(count: int, concurrency: int) -> tuple[list[float], float]:
-    """Seconds per chord, sent ``concurrency`` at a time, and chords per second."""
+    """Seconds per run of the graph, sent ``concurrency`` at a time, and runs per second."""
     from bench.empty_chord import send
 
     def one(index: int) -> float:
@@ -87,7 +87,7 @@ def round_trips(count: int, concurrency: int) -> tuple[list[float], float]:
 
 
 def cpu_per_chord(count: int, concurrency: int) -> tuple[dict[str, float], float, list[float]]:
-    """CPU seconds per chord and role, chords per second, and the round trips."""
+    """CPU seconds per run and role, runs per second, and the round trips."""
     before, client_before = cpu_by_role(os.getpid()), time.process_time()
     times, rate = round_trips(count, concurrency)
     after, client = cpu_by_role(os.getpid()), time.process_time() - client_before
@@ -98,8 +98,8 @@ def cpu_per_chord(count: int, concurrency: int) -> tuple[dict[str, float], float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/floor.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chords", type=int, default=300, help="chords per measurement (default 300)")
-    parser.add_argument("--concurrency", type=int, default=8, help="chords in flight for the CPU figures (default 8)")
+    parser.add_argument("--chords", type=int, default=300, help="runs of the graph per measurement (default 300)")
+    parser.add_argument("--concurrency", type=int, default=8, help="runs in flight for the CPU figures (default 8)")
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
     args = parser.parse_args(argv)
 
@@ -121,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                 child.kill()
 
     lines = [
-        f"### {date.today().isoformat()}: an empty chord of the service's shape",
+        f"### {date.today().isoformat()}: an empty run of the service's task graph",
         "",
-        f"Machine: {machine()}. {args.chords} chords per row, sent from one process through "
+        f"Machine: {machine()}. {args.chords} runs of the graph per row, sent from one process through "
         f"`apply_async` and `get` (no gRPC, no image, no model); worker concurrency as the "
-        f"service's; CPU ms per chord (user + system).",
+        f"service's; CPU ms per run (user + system).",
         "",
-        "| in flight | p50 ms | p95 ms | chords/s | " + " | ".join(ROLES) + " | total CPU |",
+        "| in flight | p50 ms | p95 ms | runs/s | " + " | ".join(ROLES) + " | total CPU |",
         "|---" * (len(ROLES) + 5) + "|",
     ]
     for concurrency, per_role, rate, times in rows:

@@ -33,10 +33,6 @@ def estimator(stage: str) -> Any:
     return model
 
 
-def age_gender_estimator() -> Any:
-    return estimator("agegender")
-
-
 def loaders(queue: str) -> tuple[Callable[[], Any], ...]:
     """What a worker consuming ``queue`` loads at start: every per-face stage also needs the
     detector, for images the landmark stage has no result for."""

@@ -14,6 +14,7 @@ from tasks.backends.base import DetectedFace, FaceDetector, PerFaceEstimator
 from tasks.shared.document import FAILURE, SUCCESS
 from tasks.shared.imaging import RGBImage, decode_reduced, image_size
 
+
 def failed(error: str, runtime: float = 0.0) -> dict[str, Any]:
     """The result of a stage that could not run; the graph still reaches storage with it."""
     return {"status": FAILURE, "error": error, "runtime": runtime, "faces": []}

@@ -24,8 +24,8 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 
 
 def test_each_model_is_built_once_and_ready(fresh: pytest.MonkeyPatch, t1_bytes: bytes) -> None:
-    detector, estimator = models.face_detector(), models.age_gender_estimator()
-    assert models.face_detector() is detector and models.age_gender_estimator() is estimator
+    detector, estimator = models.face_detector(), models.estimator("agegender")
+    assert models.face_detector() is detector and models.estimator("agegender") is estimator
     assert isinstance(detector, CenterFace) and isinstance(estimator, CydralAgeGender)
     image = decode_image(t1_bytes, 10**8)
     faces = detector.detect(image)  # no prepare() needed: they come prepared
@@ -37,4 +37,4 @@ def test_workers_load_only_what_their_queue_needs(fresh: pytest.MonkeyPatch) -> 
     assert models.loaders("storage") == ()
     detector, estimator = models.loaders("agegender")
     assert detector is models.face_detector
-    assert estimator() is models.age_gender_estimator() is models.estimator("agegender")
+    assert estimator() is models.estimator("agegender")

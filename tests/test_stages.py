@@ -23,7 +23,7 @@ def test_landmark_stage_result_is_json_ready(t1_bytes: bytes) -> None:
 
 def test_agegender_stage_result_is_json_ready(astronaut_bytes: bytes) -> None:
     result = stages.per_face_result(
-        decode_image(astronaut_bytes, 10**8), models.face_detector(), models.age_gender_estimator()
+        decode_image(astronaut_bytes, 10**8), models.face_detector(), models.estimator("agegender")
     )
     assert result["status"] == "Success"
     assert json.loads(json.dumps(result)) == result
@@ -40,7 +40,7 @@ def test_failed_stage_has_the_same_shape() -> None:
 def test_agegender_stage_uses_shared_faces_when_given(t1_bytes: bytes) -> None:
     image = decode_image(t1_bytes, 10**8)
     faces = models.face_detector().detect(image)[:2]
-    result = stages.per_face_result(image, models.face_detector(), models.age_gender_estimator(), faces)
+    result = stages.per_face_result(image, models.face_detector(), models.estimator("agegender"), faces)
     assert result["detection"] == "landmark stage"
     assert [f["box"] for f in result["faces"]] == [face.to_dict()["box"] for face in faces]
 
@@ -73,7 +73,7 @@ def test_a_reduced_decode_gives_the_full_decodes_answers_in_full_size_coordinate
     from tests.conftest import ASTRONAUT_JPG
 
     data = resized(ASTRONAUT_JPG, 1920)
-    detector, estimator = models.face_detector(), models.age_gender_estimator()
+    detector, estimator = models.face_detector(), models.estimator("agegender")
     faces = [DetectedFace.from_dict(f) for f in stages.landmarks_from_bytes(data, detector, 10**8, 640)["faces"]]
     assert stages.decode_side(faces, 1920, estimator.face_side) > 0  # this face is large: decoded smaller
     reduced = stages.per_face_from_bytes(data, detector, estimator, faces, 10**8)["faces"]
