@@ -15,5 +15,5 @@ def detect_landmarks(key: str) -> dict[str, Any]:
     the per-face stages that run next read them."""
     config = settings.load()
     return run_stage(key, "landmark", lambda data: stages.landmarks_from_bytes(
-        data, models.face_detector(), config.max_image_pixels, config.detect_max_side
+        data, models.face_detector(), config.max_image_pixels, config.detect_max_side, config.small_faces_max_side
     ))

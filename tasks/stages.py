@@ -10,6 +10,7 @@ import dataclasses
 import time
 from typing import Any
 
+from tasks import small_faces
 from tasks.backends.base import DetectedFace, FaceDetector, PerFaceEstimator
 from tasks.shared.document import FAILURE, SUCCESS
 from tasks.shared.imaging import RGBImage, decode_reduced, image_size
@@ -24,7 +25,10 @@ def landmark_result(image: RGBImage, detector: FaceDetector, scale: float = 1.0)
     """Every face's box and landmark points, in coordinates ``scale`` times those of ``image``
     (``image`` may be a reduced decode of the full picture)."""
     started = time.perf_counter()
-    faces = [face.scaled(scale) for face in detector.detect(image)]
+    return _landmarks(detector, [face.scaled(scale) for face in detector.detect(image)], started)
+
+
+def _landmarks(detector: FaceDetector, faces: list[DetectedFace], started: float) -> dict[str, Any]:
     return {
         "status": SUCCESS,
         "error": "",
@@ -79,11 +83,22 @@ def values(estimate: Any) -> dict[str, Any]:
     return dataclasses.asdict(estimate) if dataclasses.is_dataclass(estimate) else dict(estimate)
 
 
-def landmarks_from_bytes(data: bytes, detector: FaceDetector, max_pixels: int, max_side: int) -> dict[str, Any]:
+def landmarks_from_bytes(
+    data: bytes, detector: FaceDetector, max_pixels: int, max_side: int, small_faces_side: int = 0
+) -> dict[str, Any]:
     """:func:`landmark_result` on image bytes; a large JPEG decodes at reduced size,
-    since detection scales it down to ``max_side`` anyway."""
+    since detection scales it down to ``max_side`` anyway. When that finds a face near
+    the detector's limit, the picture is looked at again, up to ``small_faces_side``
+    pixels long, for the smaller faces around it (``tasks/small_faces.py``; 0: never)."""
     image, scale = decode_reduced(data, max_pixels, max_side)
-    return landmark_result(image, detector, scale)
+    started = time.perf_counter()
+    faces = [face.scaled(scale) for face in detector.detect(image)]
+    longer = round(max(image.shape[:2]) * scale)
+    side = small_faces.finer_side(faces, longer, max_side, small_faces_side)
+    if side:
+        larger = small_faces.resized(decode_reduced(data, max_pixels, side)[0], side)
+        faces = small_faces.with_small_faces(detector, faces, larger, longer / max(larger.shape[:2]), max_side)
+    return _landmarks(detector, faces, started)
 
 
 def per_face_from_bytes(

@@ -65,6 +65,21 @@ def no_face_bytes() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="session")
+def crowd_bytes() -> bytes:
+    """2560x1600, 60 faces: t1 at half size (its faces near the detector's limit when the
+    picture is scaled to 640 px) beside nine copies at a third (theirs below that limit)."""
+    t1 = Image.open(T1_JPG).convert("RGB")
+    canvas = Image.new("RGB", (2560, 1600), (90, 110, 90))
+    canvas.paste(t1.resize((640, 443)), (0, 0))
+    small = t1.resize((400, 277))
+    for spot in [(800, 100), (1400, 100), (2000, 100), (100, 700), (700, 700), (1300, 700), (1900, 700), (100, 1200), (700, 1200)]:
+        canvas.paste(small, spot)
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def variant(data: bytes, n: int) -> bytes:
     """The same picture re-encoded: different bytes (so a different key), same faces."""
     buffer = io.BytesIO()

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bench.accuracy import Face, Photo, match, read_labels, score
+import io
+
+from PIL import Image
+
+from bench.accuracy import Face, Photo, match, mosaics, read_labels, score
 from tasks.shared.settings import PROJECT_ROOT
 
 LABELS = PROJECT_ROOT / "images" / "labels.tsv"
@@ -38,6 +42,17 @@ def test_labels_of_the_projects_photos_are_read() -> None:
     photos = {photo.path.name: photo for photo in read_labels(LABELS)}
     assert len(photos["t1.jpg"].faces) == 6 and photos["t1.jpg"].min_faces == 6
     assert [face.gender for face in photos["astronaut.jpg"].faces] == ["F"]
+
+
+def test_a_mosaic_moves_each_label_with_its_photo() -> None:
+    photos = read_labels(LABELS)  # t1 (1280x886) and the astronaut (512x512)
+    ((mosaic, data),) = mosaics(photos, 2)
+    with Image.open(io.BytesIO(data)) as picture:
+        assert picture.size == (2560, 886)
+    assert (mosaic.min_faces, len(mosaic.faces)) == (7, 7)
+    astronaut = photos[1].faces[0]
+    assert mosaic.faces[-1] == Face(astronaut.x + 1280, astronaut.y, "F")
+    assert mosaic.faces[:6] == photos[0].faces
 
 
 def test_the_default_finds_every_face_of_the_projects_photos() -> None:

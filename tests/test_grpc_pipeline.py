@@ -28,6 +28,15 @@ def assert_queues_empty(stack: RunningStack) -> None:
     assert {q: stack.redis.llen(q) for q in QUEUES} == {q: 0 for q in QUEUES}
 
 
+def test_a_crowds_small_faces_get_ages_and_genders(image_input, crowd_bytes: bytes) -> None:
+    # The landmark worker's second, finer pass (SMALL_FACES_MAX_SIDE) finds the faces a
+    # 640 px detection loses; the age/gender stage then answers for every one of them.
+    response = process(image_input, crowd_bytes, recompute=True)
+    assert response.status == "Success"
+    assert len(response.faces) == 60
+    assert all(face.found_by == "both" and face.gender in {"Male", "Female"} for face in response.faces)
+
+
 def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
     response = process(image_input, t1_bytes, recompute=True)
     key = hashlib.sha256(t1_bytes).hexdigest()

@@ -82,6 +82,7 @@ class Settings:
     ort_threads: int
     detect_max_side: int
     detect_threshold: float
+    small_faces_max_side: int
     landmark_backend: str
     agegender_backend: str
     landmark_points: int
@@ -132,6 +133,7 @@ def load() -> Settings:
         ort_threads=_env_int("ORT_THREADS", min(2, len(os.sched_getaffinity(0)))),
         detect_max_side=_env_int("DETECT_MAX_SIDE", 640),
         detect_threshold=_env_float("DETECT_THRESHOLD", 0.5),
+        small_faces_max_side=_env_int("SMALL_FACES_MAX_SIDE", 1920),
         landmark_backend=os.environ.get("LANDMARK_BACKEND", "").strip() or "embedded",
         agegender_backend=os.environ.get("AGEGENDER_BACKEND", "").strip() or "embedded",
         landmark_points=_env_int("LANDMARK_POINTS", 5),
