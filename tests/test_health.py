@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -75,13 +76,26 @@ def test_reflection_lists_the_services(own_stack: Stack) -> None:
     } <= services
 
 
+def json_lines_with_key(path: Path, key: str) -> list[dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("key") == key]
+
+
 def test_json_logs_of_every_process_carry_the_key(own_stack: Stack, astronaut_bytes: bytes) -> None:
     with grpc.insecure_channel(own_stack.grpc_target) as channel:
         response = pb_grpc.ImageInputStub(channel).ProcessImage(pb.ImageRequest(image_data=astronaut_bytes), timeout=60)
     assert response.status == "Success"
     for name in ("facade", "worker-landmark", "worker-agegender", "worker-storage"):
-        lines = [json.loads(line) for line in (own_stack.log_dir / f"{name}.log").read_text().splitlines() if line.startswith("{")]
-        mine = [line for line in lines if line.get("key") == response.redis_key]
+        path = own_stack.log_dir / f"{name}.log"
+        mine = json_lines_with_key(path, response.redis_key)
+        # Celery logs a task's success after storing its result, which may already have
+        # answered the client: the storage worker's last line can come a moment later.
+        deadline = time.monotonic() + 5
+        while name.startswith("worker") and not any(" succeeded in " in line["message"] for line in mine):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+            mine = json_lines_with_key(path, response.redis_key)
         assert mine, f"no JSON line of {name} carries the key"
         assert all({"time", "level", "message"} <= set(line) for line in mine)
         if name.startswith("worker"):  # Celery's own lines of the request carry it too
