@@ -47,6 +47,7 @@ LETTER = {"Male": "M", "Female": "F"}
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "configured (default)": {},
     "no second pass for small faces": {"small_faces_max_side": 0},
+    "FaceRes for age and gender (opt-in)": {"agegender_backend": "faceres"},
     "one view": {"agegender_flip": False, "min_gender_confidence": 0.0},
     "mirrored view averaged": {"agegender_flip": True, "min_gender_confidence": 0.0},
     "one view, Unknown below 0.75": {"agegender_flip": False, "min_gender_confidence": 0.75},

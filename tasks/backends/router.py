@@ -9,6 +9,7 @@ from tasks.backends.base import AgeGenderEstimator, FaceDetector
 from tasks.backends.centerface import CenterFace
 from tasks.backends.cydral import CydralAgeGender
 from tasks.backends.dlib68 import Dlib68Landmarks
+from tasks.backends.faceres import FaceResAgeGender
 from tasks.backends.insightface_pack import InsightFaceAgeGender, InsightFaceDetector
 from tasks.backends.wrappers import Abstaining, Mirrored
 from tasks.shared.settings import Settings
@@ -24,6 +25,10 @@ def _embedded_detector(config: Settings, threads: int) -> FaceDetector:
 
 def _embedded_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
     return CydralAgeGender(threads=threads)
+
+
+def _faceres_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
+    return FaceResAgeGender(threads=threads)
 
 
 def _insightface_detector(config: Settings, threads: int) -> FaceDetector:
@@ -49,6 +54,7 @@ DETECTORS: dict[str, Callable[[Settings, int], FaceDetector]] = {
 }
 ESTIMATORS: dict[str, Callable[[Settings, int], AgeGenderEstimator]] = {
     "embedded": _embedded_estimator,
+    "faceres": _faceres_estimator,
     "insightface": _insightface_estimator,
 }
 
