@@ -14,7 +14,6 @@ import math
 import cv2
 
 from tasks.backends.base import DetectedFace, FaceDetector
-from tasks.shared.faces import Box
 from tasks.shared.imaging import RGBImage
 
 HINT_PX = 16  # a face this small at detection scale hints at smaller ones the detector cannot see
@@ -65,7 +64,7 @@ def detect_tiled(detector: FaceDetector, image: RGBImage, tile: int) -> list[Det
                     or (bottom < height and b.y2 > bottom - top - _EDGE_PX)
                 )
                 if not inner_cut:
-                    found.append(_shifted(face, left, top))
+                    found.append(face.shifted(left, top))
     return found
 
 
@@ -96,10 +95,3 @@ def resized(image: RGBImage, longer_side: int) -> RGBImage:
         return image
     return cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
 
-
-def _shifted(face: DetectedFace, dx: float, dy: float) -> DetectedFace:
-    b = face.box
-    return DetectedFace(
-        Box(b.x1 + dx, b.y1 + dy, b.x2 + dx, b.y2 + dy, b.score),
-        tuple((x + dx, y + dy) for x, y in face.points),
-    )

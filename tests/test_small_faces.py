@@ -44,6 +44,12 @@ def test_tiles_cover_the_side_and_overlap_by_a_quarter(length: int) -> None:
     assert starts == sorted(set(starts))
 
 
+def test_a_tiles_face_moves_into_the_pictures_coordinates() -> None:
+    moved = face(10, 20, 30).shifted(640, 480)
+    assert (moved.box.x1, moved.box.y1, moved.box.x2, moved.box.y2, moved.box.score) == (650, 500, 680, 530, 0.9)
+    assert moved.points == ((665, 515),)
+
+
 def test_merge_keeps_the_first_pass_and_adds_only_new_faces() -> None:
     first = [face(100, 100, 40)]
     finer = [face(105, 104, 30, 0.95), face(300, 300, 12, 0.6), face(302, 301, 11, 0.7)]

@@ -56,6 +56,14 @@ class DetectedFace:
             tuple((x * factor, y * factor) for x, y in self.points),
         )
 
+    def shifted(self, dx: float, dy: float) -> DetectedFace:
+        """The same face in a picture whose origin lies ``(dx, dy)`` up and left of this one's."""
+        b = self.box
+        return DetectedFace(
+            Box(b.x1 + dx, b.y1 + dy, b.x2 + dx, b.y2 + dy, b.score),
+            tuple((x + dx, y + dy) for x, y in self.points),
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectedFace:
         return cls(Box(**data["box"]), tuple((float(x), float(y)) for x, y in data["points"]))
