@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tasks.shared import imaging
 from tasks.shared.imaging import ImageError, as_jpeg, check_image, decode_image, decode_reduced, image_key
 
 LIMIT = 50_000_000
@@ -107,3 +108,24 @@ def test_check_image_reads_every_byte(t1_bytes: bytes) -> None:
         check_image(t1_bytes[:-2000], LIMIT)
     with pytest.raises(ImageError, match="MAX_IMAGE_PIXELS"):
         check_image(t1_bytes, 1000)
+
+
+@pytest.mark.parametrize("subsampling, progressive", [(0, False), (2, False), (2, True)])
+def test_plain_jpegs_decode_to_pillows_pixels_at_every_scale(
+    t1_bytes: bytes, monkeypatch: pytest.MonkeyPatch, subsampling: int, progressive: bool
+) -> None:
+    """Colour JPEGs without rotation skip Pillow; the networks must see the same pixels."""
+    data = encode(np.asarray(Image.open(io.BytesIO(t1_bytes)).convert("RGB")), "JPEG",
+                  quality=85, subsampling=subsampling, progressive=progressive)
+    fast = [decode_reduced(data, LIMIT, side) for side in (0, 640, 300, 150)]
+    monkeypatch.setattr(imaging, "_decode_plain_jpeg", lambda *args: None)
+    for side, (pixels, scale) in zip((0, 640, 300, 150), fast, strict=True):
+        expected, expected_scale = decode_reduced(data, LIMIT, side)
+        assert scale == expected_scale == 1280 / pixels.shape[1]
+        assert np.array_equal(pixels, expected)
+    assert [scale for _, scale in fast] == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_plain_jpeg_cut_short_is_rejected_at_reduced_scale_too(t1_bytes: bytes) -> None:
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        decode_reduced(t1_bytes[: len(t1_bytes) // 3], LIMIT, 320)

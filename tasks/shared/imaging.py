@@ -8,6 +8,7 @@ import io
 import math
 import warnings
 from collections.abc import Iterator
+from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 RGBImage = NDArray[np.uint8]  # shape (height, width, 3), RGB order
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+
+_EXIF_ORIENTATION = 0x0112
 
 # Our own limit (MAX_IMAGE_PIXELS, checked from the header before decoding) replaces
 # Pillow's fixed one, so that the configured value is the one that applies.
@@ -95,11 +98,44 @@ def decode_reduced(data: bytes, max_pixels: int, min_side: int) -> tuple[RGBImag
         if min_side:
             _reduce_while_decoding(image, min_side)
         reduced_width = image.size[0]
+        pixels = _decode_plain_jpeg(data, image, full_width)
+        if pixels is not None:
+            return pixels, full_width / reduced_width
         image.load()  # the first frame of an animation
         # In place: without an EXIF rotation nothing is copied.
         ImageOps.exif_transpose(image, in_place=True)
         rgb = image if image.mode == "RGB" else _to_rgb(image)
     return np.asarray(rgb, dtype=np.uint8), full_width / reduced_width
+
+
+def _decode_plain_jpeg(data: bytes, image: Image.Image, full_width: int) -> RGBImage | None:
+    """A colour JPEG with no EXIF rotation, decoded by OpenCV straight into an array at the
+    scale ``image`` was drafted to (the same libjpeg-turbo pixels as Pillow's, without
+    Pillow's copy into NumPy); ``None`` for anything else, which Pillow decodes."""
+    factor = round(full_width / image.size[0])
+    flags = _opencv_rgb_flags()
+    if (image.format != "JPEG" or image.mode != "RGB" or factor not in flags
+            or image.getexif().get(_EXIF_ORIENTATION, 1) != 1):
+        return None
+    import cv2  # here, not above: the facade only checks images and stays free of OpenCV
+
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags[factor])
+    if pixels is None:
+        raise ImageError("image_data could not be decoded (truncated or corrupt)")
+    if pixels.shape[1::-1] != image.size:
+        return None  # a scale OpenCV rounds differently: let Pillow decode it
+    return pixels
+
+
+@cache
+def _opencv_rgb_flags() -> dict[int, int]:
+    """OpenCV's flags to decode a JPEG at 1/1, 1/2, 1/4 or 1/8 scale straight into RGB
+    order, leaving EXIF orientation alone (only unrotated JPEGs come this way)."""
+    import cv2
+
+    reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    rgb = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    return {1: rgb, **{factor: (flag & ~cv2.IMREAD_COLOR) | rgb for factor, flag in reduced.items()}}
 
 
 def image_size(data: bytes, max_pixels: int) -> tuple[int, int]:
