@@ -39,7 +39,7 @@ from tasks.shared import graph, settings  # noqa: E402
 ROLES = ("client", "redis", *(f"{queue} {part}" for queue in QUEUES for part in ("main", "pool")))
 
 
-def start(log_dir: Path) -> list[subprocess.Popen]:
+def start(log_dir: Path, pool: str = "prefork") -> list[subprocess.Popen]:
     """A private Redis (``REDIS_URL`` is pointed at it) and one empty-task worker per queue."""
     port = free_port()
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -50,7 +50,7 @@ def start(log_dir: Path) -> list[subprocess.Popen]:
         subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "bench.empty_chord", "worker", "-Q", queue,
              "-n", f"{queue}-floor@%h", "--concurrency", str(config.concurrency(queue)),
-             "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
+             "--pool", pool, "--loglevel", "WARNING", "--without-mingle", "--without-gossip"],
             cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
             stdout=(log_dir / f"{queue}.log").open("wb"), stderr=subprocess.STDOUT,
         )
@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/floor.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--chords", type=int, default=300, help="runs of the graph per measurement (default 300)")
     parser.add_argument("--concurrency", type=int, default=8, help="runs in flight for the CPU figures (default 8)")
+    parser.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"),
+                        help="the workers' execution pool (default prefork, as the service's)")
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
     args = parser.parse_args(argv)
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench-floor-"))
-    children = start(log_dir)
+    children = start(log_dir, args.pool)
     rows = []
     try:
         wait_for_workers()
