@@ -24,7 +24,7 @@ def _embedded_detector(config: Settings, threads: int) -> FaceDetector:
 
 
 def _embedded_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
-    return CydralAgeGender(threads=threads)
+    return CydralAgeGender(threads=threads, bf16=config.agegender_bf16)
 
 
 def _faceres_estimator(config: Settings, threads: int) -> AgeGenderEstimator:
