@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import signal
 import socket
@@ -187,6 +188,13 @@ def private_stack(base: Path, redis_url: str = "", **env: str) -> Iterator[Stack
         yield stack
     finally:
         stack.stop()
+
+
+def process_once(stack: Stack, data: bytes) -> tuple[pb.CombinedResponse, dict]:
+    """``ProcessImage`` on ``stack`` over a fresh channel: the response and the JSON it wrote."""
+    with grpc.insecure_channel(stack.grpc_target) as channel:
+        response = pb_grpc.ImageInputStub(channel).ProcessImage(pb.ImageRequest(image_data=data), timeout=60)
+    return response, json.loads((stack.config.output_dir / response.storage_response.json_path).read_text())
 
 
 def kill(stack: Stack, name: str) -> None:

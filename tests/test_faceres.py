@@ -7,19 +7,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 
-from proto import image_processing_pb2 as pb
-from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.backends import router
 from tasks.backends.base import Box, DetectedFace
 from tasks.backends.centerface import CenterFace
 from tasks.backends.faceres import FaceResAgeGender, face_crop
 from tasks.shared import settings
 from tasks.shared.imaging import decode_image
-from tests.conftest import private_stack
+from tests.conftest import private_stack, process_once
 
 T1_LEFT_TO_RIGHT = ["Female", "Female", "Male", "Male", "Male", "Female"]
 
@@ -81,9 +78,7 @@ def test_the_setting_picks_it() -> None:
 
 def test_the_service_answers_with_it(tmp_path: Path, t1_bytes: bytes) -> None:
     with private_stack(tmp_path, AGEGENDER_BACKEND="faceres") as stack:
-        with grpc.insecure_channel(stack.grpc_target) as channel:
-            response = pb_grpc.ImageInputStub(channel).ProcessImage(pb.ImageRequest(image_data=t1_bytes), timeout=60)
-        document = json.loads((stack.config.output_dir / response.storage_response.json_path).read_text())
+        response, document = process_once(stack, t1_bytes)
     assert response.status == "Success"
     faces = sorted(response.faces, key=lambda f: f.box.x1)
     assert [face.gender for face in faces] == T1_LEFT_TO_RIGHT

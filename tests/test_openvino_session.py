@@ -5,17 +5,13 @@ the service answers with them."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 
-from proto import image_processing_pb2 as pb
-from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import stages
 from tasks.backends import openvino_session, router
 from tasks.backends.base import DetectedFace
@@ -25,7 +21,7 @@ from tasks.backends.onnx_session import cpu_session
 from tasks.backends.openvino_session import OpenVinoSession, effective_precision, native_bf16
 from tasks.shared import settings
 from tasks.shared.imaging import decode_image
-from tests.conftest import private_stack
+from tests.conftest import private_stack, process_once
 
 needs_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bfloat16")
 GENDER_NETWORK = str(bundled_models() / "gender-v1.onnx")
@@ -104,9 +100,7 @@ def test_no_native_bfloat16_means_onnxruntime(monkeypatch: pytest.MonkeyPatch) -
 @needs_bf16
 def test_the_service_answers_with_it(tmp_path: Path, t1_bytes: bytes) -> None:
     with private_stack(tmp_path, AGEGENDER_BF16="1") as stack:
-        with grpc.insecure_channel(stack.grpc_target) as channel:
-            response = pb_grpc.ImageInputStub(channel).ProcessImage(pb.ImageRequest(image_data=t1_bytes), timeout=60)
-        document = json.loads((stack.config.output_dir / response.storage_response.json_path).read_text())
+        response, document = process_once(stack, t1_bytes)
     assert response.status == "Success"
     # What the float32 networks answer, through the very stage functions the workers run.
     config, detector, exact = stack.config, CenterFace(max_side=640), CydralAgeGender()
