@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from bench.load import image_mix
 from tasks.shared.settings import PROJECT_ROOT
 from tests.conftest import RunningStack
 
@@ -27,3 +28,8 @@ def test_load_script_loses_nothing(stack: RunningStack) -> None:
 def test_load_script_refuses_other_hosts() -> None:
     result = subprocess.run([sys.executable, "bench/load.py", "--target", "10.0.0.1:50051"], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert result.returncode == 2 and "localhost" in result.stderr
+
+
+def test_the_mix_has_as_many_different_images_as_asked() -> None:
+    payloads = image_mix(PROJECT_ROOT / "images", 500, 450)  # over 40 copies of each photo
+    assert len(payloads) == 500 and len(set(payloads)) == 450
