@@ -164,6 +164,13 @@ def worker_memory_mb(launcher_pid: int) -> dict[str, tuple[float, float]]:
     return memory
 
 
+def largest_process(launcher_pid: int) -> tuple[str, float]:
+    """The role and RSS in MB of the stack's largest worker process."""
+    workers = [process for process in stack_processes(launcher_pid) if process.role.split()[0] in QUEUES]
+    largest = max(workers, key=lambda process: process.rss_mb)
+    return largest.role, largest.rss_mb
+
+
 def memory_line(memory: dict[str, tuple[float, float]]) -> str:
     return ", ".join(f"{queue} {pss:.0f} / {rss:.0f} MB" for queue, (pss, rss) in sorted(memory.items()))
 
@@ -300,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             for pool in pools.values():
                 pool.shutdown()
         loaded = worker_memory_mb(process.pid)
+        biggest, biggest_mb = largest_process(process.pid)
 
     config = settings.load()
     lines = [
@@ -320,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
         "Memory per worker, main + pool processes, PSS / RSS sum (RSS counts the pages they "
-        f"share once per process): after warm-up {memory_line(warm)}; after the rounds {memory_line(loaded)}.",
+        f"share once per process): after warm-up {memory_line(warm)}; after the rounds {memory_line(loaded)}. "
+        f"Largest worker process after the rounds: a {biggest} process, {biggest_mb:.0f} MB RSS.",
         "",
     ]
     publish("\n".join(lines), append=not args.no_append)

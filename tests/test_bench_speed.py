@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from io import BytesIO
 
 from PIL import Image
 
-from bench.speed import distinct_copies, p50_p95, resized
+from bench.speed import distinct_copies, largest_process, p50_p95, resized
 from tests.conftest import ASTRONAUT_JPG
 
 
@@ -30,3 +34,19 @@ def test_both_baselines_find_and_estimate_the_six_faces_of_t1(t1_bytes: bytes) -
     assert baselines.run("plain", t1_bytes) == 6
     assert baselines.run("lean", t1_bytes) == 6
     assert baselines.run("lean", resized(ASTRONAUT_JPG, 320)) == 1  # another input shape, another session
+
+
+def test_the_largest_worker_process_is_named_with_its_memory() -> None:
+    # Two stand-ins for worker processes (their command lines name a queue); the larger holds 64 MB more.
+    small = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-Q", "storage", "x"])
+    large = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(64 << 20); time.sleep(30)", "-Q", "landmark", "x"])
+    try:
+        deadline = time.monotonic() + 20
+        while largest_process(os.getpid())[1] < 64 and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the larger one has allocated its bytes
+        role, megabytes = largest_process(os.getpid())
+        assert role == "landmark main" and megabytes > 64
+    finally:
+        for child in (small, large):
+            child.kill()
+            child.wait()
