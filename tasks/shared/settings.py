@@ -142,7 +142,7 @@ def load() -> Settings:
         insightface_pack=os.environ.get("INSIGHTFACE_PACK", "").strip() or "buffalo_l",
         annotate=_env_bool("ANNOTATE", False),
         agegender_flip=_env_bool("AGEGENDER_FLIP", False),
-        agegender_bf16=_env_bool("AGEGENDER_BF16", False),
+        agegender_bf16=_env_bool("AGEGENDER_BF16", True),
         min_gender_confidence=_env_float("MIN_GENDER_CONFIDENCE", 0.0),
         grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
         grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
