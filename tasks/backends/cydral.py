@@ -6,9 +6,9 @@ detector is aligned by that predictor into dlib face chips, the input the networ
 trained on (32 px for gender, 64 px for age); all chips of an image go through each
 network as one batch. The sessions are our own, each at the graph optimisation level
 that runs it fastest (docs/benchmarks.md); the wheel's ``predict`` runs them unoptimised.
-With ``bf16`` (``AGEGENDER_BF16=1``) OpenVINO runs them in bfloat16 where the CPU
-computes it natively: same genders on every labelled set, ages within a year, several
-times faster, more memory.
+With ``bf16`` (``AGEGENDER_BF16``, on by default) OpenVINO runs them in bfloat16 where
+the CPU computes it natively: same genders on every labelled set, ages within a year,
+several times faster.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _session(path: str, threads: int, level: ort.GraphOptimizationLevel, bf16: b
 
         if native_bf16():
             return OpenVinoSession(path)  # one thread: in bfloat16 these small networks gain nothing from more
-        log.warning("AGEGENDER_BF16=1, but this CPU has no native bfloat16: %s runs in float32", Path(path).name)
+        log.info("this CPU has no native bfloat16: %s runs in float32 on onnxruntime", Path(path).name)
     return cpu_session(path, threads, level)
 
 
