@@ -197,6 +197,25 @@ def process_once(stack: Stack, data: bytes) -> tuple[pb.CombinedResponse, dict]:
     return response, json.loads((stack.config.output_dir / response.storage_response.json_path).read_text())
 
 
+def run_script(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a script that starts servers of its own (a bench script) in its own process
+    group. Should it hang, the whole group gets SIGTERM (a stack launcher in it stops its
+    children in order), then SIGKILL, so that no process outlives the test."""
+    process = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
 def kill(stack: Stack, name: str) -> None:
     """SIGKILL a child of ``stack`` with all its processes (a worker and its pool)."""
     process = stack.child(name).process

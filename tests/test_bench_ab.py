@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench.ab import environment, setting
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_script
 
 
 def test_settings_are_name_equals_value() -> None:
@@ -33,10 +30,10 @@ def test_the_environment_is_set_for_a_while_then_restored(monkeypatch: pytest.Mo
 
 
 def test_two_configured_stacks_answer_in_turn_and_are_measured() -> None:
-    done = subprocess.run(
+    done = run_script(
         [sys.executable, "bench/ab.py", "ORT_THREADS=1", "--base", "ORT_THREADS=2", "--photo", "astronaut.jpg",
          "--width", "256", "--rounds", "2", "--images", "4", "--concurrency", "2", "--no-append"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = re.findall(r"^\| ([AB]): (.+?) \| ([\d.]+) \| ([\d.]+) \| (.+) \| (.+) \|$", done.stdout, re.MULTILINE)

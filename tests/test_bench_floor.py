@@ -7,14 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import run_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_empty_chords_go_through_real_workers_and_are_measured() -> None:
-    done = subprocess.run(
-        [sys.executable, "bench/floor.py", "--chords", "8", "--concurrency", "2", "--no-append"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+    done = run_script([sys.executable, "bench/floor.py", "--chords", "8", "--concurrency", "2", "--no-append"], timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = {int(match[1]): match[2] for match in re.finditer(r"^\| (\d+) \| (.+) \|$", done.stdout, re.MULTILINE)}
     assert sorted(rows) == [1, 2]  # one at a time, then two in flight
