@@ -5,8 +5,11 @@ the setting picks which engine the service runs them on."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +117,29 @@ def test_the_service_answers_in_float32_when_told(tmp_path: Path, t1_bytes: byte
     answered = sorted(document["faces"], key=lambda face: face["box"]["x1"])
     assert [face["gender"] for face in answered] == [face["gender"] for face in by_position]
     assert [face["age"] for face in answered] == pytest.approx([face["age"] for face in by_position], abs=1e-6)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to tell pinning apart")
+def test_inference_leaves_the_calling_thread_free_to_run_on_every_core() -> None:
+    """OpenVINO's CPU pinning would tie the inferring thread to the first core, the same
+    one in every worker process."""
+    session = OpenVinoSession(GENDER_NETWORK)
+    feeds = {"images": chips(64, 32)}
+    cores, seen, done = os.sched_getaffinity(0), [], threading.Event()
+
+    def infer() -> None:
+        seen.append(threading.get_native_id())
+        while not done.is_set():
+            session.run(None, feeds)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    try:
+        while not seen:
+            time.sleep(0.01)
+        for _ in range(50):
+            assert os.sched_getaffinity(seen[0]) == cores
+            time.sleep(0.01)
+    finally:
+        done.set()
+        worker.join()

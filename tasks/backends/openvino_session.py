@@ -60,6 +60,9 @@ class OpenVinoSession:
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": self.precision,
+            # Pinning ties the calling thread to the first core while it infers, the same
+            # core in every worker process, so that two processes' networks take turns.
+            "ENABLE_CPU_PINNING": False,
         })
         self._inputs = [Port(port.any_name) for port in compiled.inputs]
         self._outputs = [Port(port.any_name) for port in compiled.outputs]
