@@ -49,6 +49,7 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "no second pass for small faces": {"small_faces_max_side": 0},
     "FaceRes for age and gender (opt-in)": {"agegender_backend": "faceres"},
     "age and gender in float32 (AGEGENDER_BF16=0)": {"agegender_bf16": False},
+    "detection in bfloat16 (DETECT_BF16=1)": {"detect_bf16": True},
     "one view": {"agegender_flip": False, "min_gender_confidence": 0.0},
     "mirrored view averaged": {"agegender_flip": True, "min_gender_confidence": 0.0},
     "one view, Unknown below 0.75": {"agegender_flip": False, "min_gender_confidence": 0.75},

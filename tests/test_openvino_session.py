@@ -1,6 +1,6 @@
-"""tasks/backends/openvino_session.py and AGEGENDER_BF16: the age and gender networks run
-by OpenVINO give onnxruntime's answers (exactly in float32, closely in bfloat16), and
-the setting picks which engine the service runs them on."""
+"""tasks/backends/openvino_session.py, tasks/backends/engines.py, AGEGENDER_BF16 and
+DETECT_BF16: networks run by OpenVINO give onnxruntime's answers (exactly in float32,
+closely in bfloat16), and the settings pick which engine the service runs them on."""
 
 from __future__ import annotations
 
@@ -87,36 +87,41 @@ def test_bfloat16_is_the_default_and_float32_does_not_load_openvino(monkeypatch:
     config = dataclasses.replace(settings.load(), agegender_backend="embedded", agegender_flip=False, min_gender_confidence=0)
     assert config.agegender_bf16 and router.build_age_gender_estimator(config).bf16
     assert not router.build_age_gender_estimator(dataclasses.replace(config, agegender_bf16=False)).bf16
-    probe = ("import sys; from tasks.backends.cydral import CydralAgeGender; "
-             "CydralAgeGender(bf16=False).prepare(); print('openvino' in sys.modules)")
+    probe = ("import sys; from tasks.backends.cydral import CydralAgeGender; from tasks.backends.centerface import CenterFace; "
+             "CydralAgeGender(bf16=False).prepare(); CenterFace().prepare(); print('openvino' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=settings.PROJECT_ROOT, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
 
 
 def test_no_native_bfloat16_means_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openvino_session, "native_bf16", lambda: False)
-    model = CydralAgeGender(bf16=True)
+    model, detector = CydralAgeGender(bf16=True), CenterFace(bf16=True)
     model.prepare()
-    assert not isinstance(model._age.session, OpenVinoSession)
-
-
-def test_the_service_answers_in_float32_when_told(tmp_path: Path, t1_bytes: bytes) -> None:
-    """AGEGENDER_BF16=0: the service's answers are float32's to the digit (the default's
-    genders are float32's too: see the bfloat16 test above)."""
-    with private_stack(tmp_path, AGEGENDER_BF16="0") as stack:
-        response, document = process_once(stack, t1_bytes)
-    assert response.status == "Success"
-    # What the float32 networks answer, through the very stage functions the workers run.
-    config, detector, exact = stack.config, CenterFace(max_side=640), CydralAgeGender(bf16=False)
     detector.prepare()
+    assert not isinstance(model._age.session, OpenVinoSession)
+    assert not isinstance(detector._session, OpenVinoSession)
+
+
+@needs_bf16
+def test_centerface_in_bfloat16_finds_the_same_faces_nearly_in_place(t1_bytes: bytes, astronaut_bytes: bytes) -> None:
+    exact, fast = CenterFace(max_side=640), CenterFace(max_side=640, bf16=True)
     exact.prepare()
-    found = stages.landmarks_from_bytes(t1_bytes, detector, config.max_image_pixels, 640, config.small_faces_max_side)
-    faces = [DetectedFace.from_dict(face) for face in found["faces"]]
-    expected = stages.per_face_from_bytes(t1_bytes, detector, exact, faces, config.max_image_pixels)["faces"]
-    by_position = sorted(expected, key=lambda face: face["box"]["x1"])
-    answered = sorted(document["faces"], key=lambda face: face["box"]["x1"])
-    assert [face["gender"] for face in answered] == [face["gender"] for face in by_position]
-    assert [face["age"] for face in answered] == pytest.approx([face["age"] for face in by_position], abs=1e-6)
+    fast.prepare()
+    assert isinstance(fast._session, OpenVinoSession) and not isinstance(exact._session, OpenVinoSession)
+    for data in (t1_bytes, astronaut_bytes):
+        image = decode_image(data, 10**8)
+        expected, got = exact.detect(image), fast.detect(image)
+        assert len(got) == len(expected) > 0
+        for face in expected:
+            assert max(face.box.iou(other.box) for other in got) > 0.9
+
+
+def test_bfloat16_detection_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DETECT_BF16", raising=False)
+    config = dataclasses.replace(settings.load(), landmark_backend="embedded", landmark_points=5)
+    assert not config.detect_bf16 and not router.build_face_detector(config).bf16
+    monkeypatch.setenv("DETECT_BF16", "1")
+    assert router.build_face_detector(dataclasses.replace(settings.load(), landmark_backend="embedded", landmark_points=5)).bf16
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to tell pinning apart")
@@ -143,3 +148,22 @@ def test_inference_leaves_the_calling_thread_free_to_run_on_every_core() -> None
     finally:
         done.set()
         worker.join()
+
+
+def test_the_service_answers_in_float32_when_told(tmp_path: Path, t1_bytes: bytes) -> None:
+    """AGEGENDER_BF16=0: the service's answers are float32's to the digit (the default's
+    genders are float32's too: see the bfloat16 test above)."""
+    with private_stack(tmp_path, AGEGENDER_BF16="0") as stack:
+        response, document = process_once(stack, t1_bytes)
+    assert response.status == "Success"
+    # What the float32 networks answer, through the very stage functions the workers run.
+    config, detector, exact = stack.config, CenterFace(max_side=640), CydralAgeGender(bf16=False)
+    detector.prepare()
+    exact.prepare()
+    found = stages.landmarks_from_bytes(t1_bytes, detector, config.max_image_pixels, 640, config.small_faces_max_side)
+    faces = [DetectedFace.from_dict(face) for face in found["faces"]]
+    expected = stages.per_face_from_bytes(t1_bytes, detector, exact, faces, config.max_image_pixels)["faces"]
+    by_position = sorted(expected, key=lambda face: face["box"]["x1"])
+    answered = sorted(document["faces"], key=lambda face: face["box"]["x1"])
+    assert [face["gender"] for face in answered] == [face["gender"] for face in by_position]
+    assert [face["age"] for face in answered] == pytest.approx([face["age"] for face in by_position], abs=1e-6)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from tasks.backends.base import Box, DetectedFace
-from tasks.backends.onnx_session import cpu_session
+from tasks.backends.engines import cpu_network
 from tasks.shared.imaging import RGBImage
 
 POINT_SCHEME = "5-point: left eye, right eye, nose tip, left mouth corner, right mouth corner"
@@ -42,11 +42,13 @@ class CenterFace:
         threads: int = 1,
         max_side: int = 1024,
         threshold: float = 0.5,
+        bf16: bool = False,
     ) -> None:
         self.model_path = model_path or bundled_model_path()
         self.threads = threads
         self.max_side = max_side
         self.threshold = threshold
+        self.bf16 = bf16
         self._session = None
 
     def prepare(self) -> None:
@@ -55,7 +57,7 @@ class CenterFace:
             return
         model = onnx.load(str(self.model_path))
         _free_spatial_dims(model)
-        self._session = cpu_session(model.SerializeToString(), self.threads)
+        self._session = cpu_network(model.SerializeToString(), "centerface.onnx", threads=self.threads, bf16=self.bf16)
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
         self.detect(np.zeros((_WARMUP_SIDE, _WARMUP_SIDE, 3), dtype=np.uint8))

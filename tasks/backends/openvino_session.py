@@ -1,8 +1,9 @@
 """Running an ONNX network with OpenVINO on the CPU, in bfloat16 where the CPU computes
 it natively (AMX or AVX-512 BF16), else in float32.
 
-Only for networks whose answers were checked unchanged in bfloat16 (``AGEGENDER_BF16``,
-docs/benchmarks.md): bfloat16 keeps about three significant digits.
+bfloat16 keeps about three significant digits: the age and gender networks run so by
+default (``AGEGENDER_BF16``, genders checked unchanged), CenterFace only when asked
+(``DETECT_BF16``, boxes move a little). See docs/models.md.
 """
 
 from __future__ import annotations

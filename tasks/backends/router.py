@@ -20,7 +20,7 @@ class UnknownBackend(ValueError):
 
 
 def _embedded_detector(config: Settings, threads: int) -> FaceDetector:
-    return CenterFace(threads=threads, max_side=config.detect_max_side, threshold=config.detect_threshold)
+    return CenterFace(threads=threads, max_side=config.detect_max_side, threshold=config.detect_threshold, bf16=config.detect_bf16)
 
 
 def _embedded_estimator(config: Settings, threads: int) -> AgeGenderEstimator:

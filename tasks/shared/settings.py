@@ -91,6 +91,7 @@ class Settings:
     annotate: bool
     agegender_flip: bool
     agegender_bf16: bool
+    detect_bf16: bool
     min_gender_confidence: float
     grpc_tls_cert: Path | None
     grpc_tls_key: Path | None
@@ -143,6 +144,7 @@ def load() -> Settings:
         annotate=_env_bool("ANNOTATE", False),
         agegender_flip=_env_bool("AGEGENDER_FLIP", False),
         agegender_bf16=_env_bool("AGEGENDER_BF16", True),
+        detect_bf16=_env_bool("DETECT_BF16", False),
         min_gender_confidence=_env_float("MIN_GENDER_CONFIDENCE", 0.0),
         grpc_tls_cert=_env_optional_path("GRPC_TLS_CERT"),
         grpc_tls_key=_env_optional_path("GRPC_TLS_KEY"),
