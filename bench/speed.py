@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine()}. Medians of {args.rounds} rounds per photo; {args.requests} images per paired "
         f"latency figure, {args.throughput_requests} per throughput figure; settings: "
         f"DETECT_MAX_SIDE={config.detect_max_side}, ORT_THREADS={config.ort_threads}, "
+        f"AGEGENDER_BF16={int(config.agegender_bf16)}, DETECT_BF16={int(config.detect_bf16)}, "
         + ", ".join(f"{queue.upper()}_CONCURRENCY={config.concurrency(queue)}" for queue in QUEUES)
         + ". Plain: the script a user would write with the two wheels; lean: the same networks called "
         "lean (bench/baselines.py). Latency: each image through plain, lean and the service at c=1 in turn; "
