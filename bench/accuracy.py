@@ -12,7 +12,9 @@ label is ``M`` or ``F``; any other answer ("Unknown") is not right.
 
 The photos run through the service's own stage functions and backends (reduced decode
 for detection, full picture for age/gender), once per configuration below; the first
-is the service's default.
+is the service's default. ``--jitter`` instead measures how many genders change when
+every detected box moves by one pixel: the noise floor against which a change that
+moves boxes a little (bfloat16 or int8 detection, another resize) is judged.
 """
 
 from __future__ import annotations
@@ -139,13 +141,40 @@ class Pipeline:
         self.detector.prepare()
         self.estimator.prepare()
 
-    def faces(self, data: bytes) -> list[dict[str, Any]]:
-        limit = self.config.max_image_pixels
+    def detect(self, data: bytes) -> list[DetectedFace]:
         found = stages.landmarks_from_bytes(
-            data, self.detector, limit, self.config.detect_max_side, self.config.small_faces_max_side
+            data, self.detector, self.config.max_image_pixels, self.config.detect_max_side, self.config.small_faces_max_side
         )["faces"]
-        detected = [DetectedFace.from_dict(face) for face in found]
-        return stages.per_face_from_bytes(data, self.detector, self.estimator, detected, limit)["faces"]
+        return [DetectedFace.from_dict(face) for face in found]
+
+    def estimate(self, data: bytes, faces: list[DetectedFace]) -> list[dict[str, Any]]:
+        return stages.per_face_from_bytes(data, self.detector, self.estimator, faces, self.config.max_image_pixels)["faces"]
+
+    def faces(self, data: bytes) -> list[dict[str, Any]]:
+        return self.estimate(data, self.detect(data))
+
+
+SHIFTS = {"moved 1 px right": (1, 0), "moved 1 px left": (-1, 0), "moved 1 px down": (0, 1), "moved 1 px up": (0, -1)}
+
+
+def jitter_rows(pipeline: Pipeline, inputs: list[tuple[Photo, bytes]]) -> list[str]:
+    """Table rows: genders right with the boxes as detected, then with every box (and its
+    points) moved one pixel each way, and how many answers that changes."""
+    scores = {name: Score() for name in ["as detected", *SHIFTS]}
+    changed, detected = dict.fromkeys(scores, 0), 0
+    for photo, data in inputs:
+        found = pipeline.detect(data)
+        detected += len(found)
+        reference = pipeline.estimate(data, found)
+        scores["as detected"].add(score(photo, reference))
+        for name, (dx, dy) in SHIFTS.items():
+            answers = pipeline.estimate(data, [face.shifted(dx, dy) for face in found])
+            scores[name].add(score(photo, answers))
+            changed[name] += sum(a["gender"] != b["gender"] for a, b in zip(reference, answers, strict=True))
+    return [
+        f"| {name} | {s.right}/{s.scored} ({percent(s.right, s.scored)}) | {changed[name]} of {detected} |"
+        for name, s in scores.items()
+    ]
 
 
 def enlarged(photo: Photo, width: int) -> tuple[Photo, bytes]:
@@ -202,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mosaic", type=int, default=0, metavar="N", help="tile the photos N x N into crowd-like pictures first (default: no)"
     )
+    parser.add_argument(
+        "--jitter", action="store_true", help="instead: genders with every box moved one pixel each way (the configured default)"
+    )
     parser.add_argument("--append", action="store_true", help="also append the tables to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line for the heading (what changed)")
     args = parser.parse_args(argv)
@@ -210,17 +242,48 @@ def main(argv: list[str] | None = None) -> int:
     if args.width and args.mosaic:
         parser.error("choose --width or --mosaic, not both")
     base = settings.load()
-    names = list(CONFIGURATIONS)[:1] if args.only_default else list(CONFIGURATIONS)
+    if args.mosaic:
+        inputs = mosaics(photos, args.mosaic)
+    else:
+        inputs = [enlarged(p, args.width) if args.width else (p, p.path.read_bytes()) for p in photos]
 
+    header = [
+        f"### {date.today().isoformat()}: accuracy{': ' + args.note if args.note else ''}",
+        "",
+        f"{len(photos)} photos from {', '.join(str(p.parent.name) + '/' + p.name for p in label_files)}"
+        + (f", each resized to {args.width} px wide; " if args.width else "")
+        + (f", tiled {args.mosaic} x {args.mosaic} at their own size; " if args.mosaic else "")
+        + ("" if args.width or args.mosaic else "; ")
+        + f"DETECT_MAX_SIDE={base.detect_max_side}, SMALL_FACES_MAX_SIDE={base.small_faces_max_side}, "
+        f"DETECT_THRESHOLD={base.detect_threshold}, "
+        f"AGEGENDER_FLIP={int(base.agegender_flip)}, MIN_GENDER_CONFIDENCE={base.min_gender_confidence}.",
+        "",
+    ]
+    if args.jitter:
+        lines = [
+            *header,
+            "| boxes | genders right | answers that differ from the boxes as detected |",
+            "|---|---|---|",
+            *jitter_rows(Pipeline(base), inputs),
+            "",
+        ]
+    else:
+        lines = [*header, *configuration_tables(base, inputs, args.only_default)]
+    table = "\n".join(lines)
+    print(table)
+    if args.append:
+        append_to_section("Accuracy (`bench/accuracy.py`)", table)
+    return 0
+
+
+def configuration_tables(base: settings.Settings, inputs: list[tuple[Photo, bytes]], only_default: bool) -> list[str]:
+    """The totals of each configuration, then the default's photo by photo."""
+    names = list(CONFIGURATIONS)[:1] if only_default else list(CONFIGURATIONS)
     per_photo: list[str] = []
     totals: list[str] = []
     for name in names:
         pipeline = Pipeline(dataclasses.replace(base, **CONFIGURATIONS[name]))
         total, seconds = Score(), []
-        if args.mosaic:
-            inputs = mosaics(photos, args.mosaic)
-        else:
-            inputs = [enlarged(p, args.width) if args.width else (p, p.path.read_bytes()) for p in photos]
         for photo, data in inputs:
             started = time.perf_counter()
             faces = pipeline.faces(data)
@@ -235,18 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     + " |"
                 )
         totals.append(totals_row(name, total, seconds))
-
-    lines = [
-        f"### {date.today().isoformat()}: accuracy{': ' + args.note if args.note else ''}",
-        "",
-        f"{len(photos)} photos from {', '.join(str(p.parent.name) + '/' + p.name for p in label_files)}"
-        + (f", each resized to {args.width} px wide; " if args.width else "")
-        + (f", tiled {args.mosaic} x {args.mosaic} at their own size; " if args.mosaic else "")
-        + ("" if args.width or args.mosaic else "; ")
-        + f"DETECT_MAX_SIDE={base.detect_max_side}, SMALL_FACES_MAX_SIDE={base.small_faces_max_side}, "
-        f"DETECT_THRESHOLD={base.detect_threshold}, "
-        f"AGEGENDER_FLIP={int(base.agegender_flip)}, MIN_GENDER_CONFIDENCE={base.min_gender_confidence}.",
-        "",
+    return [
         "| configuration | faces found | extra boxes | genders right | Unknown | wrong | ms per photo |",
         "|---|---|---|---|---|---|---|",
         *totals,
@@ -258,11 +310,6 @@ def main(argv: list[str] | None = None) -> int:
         *per_photo,
         "",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.append:
-        append_to_section("Accuracy (`bench/accuracy.py`)", table)
-    return 0
 
 
 if __name__ == "__main__":

@@ -66,3 +66,19 @@ def test_the_default_finds_every_face_of_the_projects_photos() -> None:
     assert cells[0].startswith("7/7") and cells[1] == "0"  # every face found, no extra box
     right = int(cells[2].split("/")[0])
     assert right >= 6 and cells[3] == "0"  # at most t1's standing man wrong; nobody "Unknown"
+
+
+def test_jitter_moves_every_box_one_pixel_each_way() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/accuracy.py", str(LABELS), "--jitter"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("| as detected", "| moved 1 px"))]
+    cells = [[cell.strip() for cell in row.split("|")[1:-1]] for row in rows]
+    assert [row[0] for row in cells] == ["as detected", "moved 1 px right", "moved 1 px left", "moved 1 px down", "moved 1 px up"]
+    assert cells[0][2] == "0 of 7"  # the reference differs from nothing; t1's six faces and the astronaut
+    for _, right, changed in cells:
+        got, scored = right.split(" ")[0].split("/")
+        assert scored == "7" and 0 <= int(got) <= 7
+        assert changed.endswith(" of 7") and 0 <= int(changed.split(" of ")[0]) <= 7
