@@ -5,6 +5,7 @@ closely in bfloat16), and the settings pick which engine the service runs them o
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -103,10 +104,14 @@ def test_no_native_bfloat16_means_onnxruntime(monkeypatch: pytest.MonkeyPatch) -
 
 
 @needs_bf16
-def test_centerface_in_bfloat16_finds_the_same_faces_nearly_in_place(t1_bytes: bytes, astronaut_bytes: bytes) -> None:
+def test_centerface_in_bfloat16_finds_the_same_faces_nearly_in_place(
+    t1_bytes: bytes, astronaut_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     exact, fast = CenterFace(max_side=640), CenterFace(max_side=640, bf16=True)
     exact.prepare()
-    fast.prepare()
+    with caplog.at_level(logging.INFO, logger="tasks.backends.engines"):
+        fast.prepare()
+    assert "centerface.onnx runs in bfloat16 on OpenVINO" in caplog.text
     assert isinstance(fast._session, OpenVinoSession) and not isinstance(exact._session, OpenVinoSession)
     for data in (t1_bytes, astronaut_bytes):
         image = decode_image(data, 10**8)

@@ -25,12 +25,13 @@ def cpu_network(
     """A session for ``model`` (a path or serialized ONNX) with onnxruntime's ``get_inputs``,
     ``get_outputs`` and ``run``: OpenVINO on one thread in bfloat16 when ``bf16`` and the
     CPU has it natively, else onnxruntime on ``threads`` threads at graph optimisation
-    ``level``. ``name`` says which network, in the log."""
+    ``level``. The log says which network (``name``) runs in bfloat16, or could not."""
     if bf16:
         # Imported only when asked for: OpenVINO adds memory to every process that loads it.
         from tasks.backends.openvino_session import OpenVinoSession, native_bf16
 
         if native_bf16():
+            log.info("%s runs in bfloat16 on OpenVINO", name)
             return OpenVinoSession(model)  # one thread: in bfloat16 more threads cost more CPU than they save time
         log.info("this CPU has no native bfloat16: %s runs in float32 on onnxruntime", name)
     return cpu_session(model, threads, level)
