@@ -89,14 +89,19 @@ class Network:
         out, err = process.communicate(timeout=timeout)
         return process.returncode, out, err
 
-    def kill(self, host: str) -> list[int]:
-        """SIGKILL every process of ``host``, as if the machine lost power; returns their pids."""
+    def signal(self, host: str, signum: int) -> list[int]:
+        """Send ``signum`` to every process of ``host``; returns their pids."""
         pids = self.hosts[host].pids()
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+        return pids
+
+    def kill(self, host: str) -> list[int]:
+        """SIGKILL every process of ``host``, as if the machine lost power; returns their pids."""
+        pids = self.signal(host, signal.SIGKILL)
         for process in self.hosts[host].processes:
             if process.poll() is None:
                 process.kill()  # started but not yet inside the namespace
