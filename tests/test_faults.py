@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from celery import Celery
+from celery.app.control import Inspect
 from PIL import Image
 
 from grpc_facade.stack import Stack, health_serving
@@ -111,14 +112,25 @@ def big_photo(astronaut_bytes: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def active_landmark_task(stack: Stack, timeout: float = 30) -> dict:
-    inspector = Celery(broker=stack.config.redis_url).control.inspect(timeout=1)
+def landmark_inspector(stack: Stack, timeout: float = 30) -> Inspect:
+    """Questions to the landmark workers only, ended by their replies rather than by the
+    timeout: a poll then takes milliseconds, not the second a task may take to its end."""
+    control = Celery(broker=stack.config.redis_url).control
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for worker, tasks in (inspector.active() or {}).items():
-            if worker.startswith("landmark") and tasks:
+        names = [name for name in control.inspect(timeout=1).ping() or {} if name.startswith("landmark")]
+        if names:
+            return control.inspect(destination=names, limit=len(names), timeout=1)
+    raise AssertionError("no landmark worker answers")
+
+
+def active_landmark_task(inspector: Inspect, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for tasks in (inspector.active() or {}).values():
+            if tasks:
                 return tasks[0]
-        time.sleep(0.1)
+        time.sleep(0.01)
     raise AssertionError("the landmark task never started")
 
 
@@ -141,8 +153,9 @@ def test_landmark_worker_killed_mid_task_the_request_completes(faulty: Stack, as
     replace_worker(faulty, "worker-landmark", DETECT_MAX_SIDE="2048")
     try:
         data = variant(big_photo(astronaut_bytes), 0 if victim == "pool process" else 1)
+        inspector = landmark_inspector(faulty)
         thread, outcome = send_in_background(faulty, data, timeout=120)
-        task = active_landmark_task(faulty)
+        task = active_landmark_task(inspector)
         if victim == "pool process":
             import os
             import signal
@@ -156,6 +169,9 @@ def test_landmark_worker_killed_mid_task_the_request_completes(faulty: Stack, as
         assert "error" not in outcome, outcome.get("error")
         response = outcome["response"]
         assert response.status == "Success" and len(response.faces) >= 1
+        # Killed mid-task, not after it: the same task was handed out a second time.
+        log = (faulty.log_dir / "worker-landmark.log").read_text(errors="replace")
+        assert log.count(f"[{task['id']}] received") == 2, log[-3000:]
     finally:
         replace_worker(faulty, "worker-landmark")
 
