@@ -115,6 +115,10 @@ class Metrics:
             "facade_stage_runtime_seconds", "Runtime of each stage that succeeded, for ProcessImage answers computed",
             ["stage"], buckets=STAGE_BUCKETS, registry=self.registry,
         )
+        self.runs_sent_again = Counter(
+            "facade_runs_sent_again", "Runs sent again because a message of theirs was lost with a worker machine",
+            registry=self.registry,
+        )
         self.registry.register(QueueDepth(connection))
         for method in methods:
             self.requests.labels(method, grpc.StatusCode.OK.name)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
+import celery.exceptions
 from celery import uuid
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
+from grpc_facade import lost_messages
 from tasks import app
 from tasks.shared import graph, logs, redis_store, settings
 from tasks.shared.imaging import check_image, image_key
@@ -32,8 +36,10 @@ class InvalidKey(ValueError):
 class Pipeline:
     """Runs requests against the Celery workers and Redis named by ``config``."""
 
-    def __init__(self, config: settings.Settings) -> None:
+    def __init__(self, config: settings.Settings, on_sent_again: Callable[[], object] = lambda: None) -> None:
+        """``on_sent_again`` is called each time a run is sent again (see :meth:`_wait`)."""
         self.config = config
+        self.on_sent_again = on_sent_again
         self.store = redis_store.ImageStore(redis_store.client(config.redis_url), config.image_ttl, config.result_ttl)
 
     def check(self, data: bytes) -> str:
@@ -74,7 +80,7 @@ class Pipeline:
             return _outcome(app.AsyncResult(running), timeout), False
         try:
             self.store.put_image(key, data)
-            return self._wait(graph.workflow(app, key, annotate, run_id), key, timeout), False
+            return self._wait(lambda: graph.workflow(app, key, annotate, run_id), key, timeout), False
         finally:
             self.store.release_run(key, run_id)
 
@@ -104,7 +110,7 @@ class Pipeline:
     def single_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """One stage on its own; returns the key and the stage result it stored in Redis."""
         key = self.accept(data)
-        self._wait(graph.stage(app, stage, key), key, timeout)
+        self._wait(lambda: graph.stage(app, stage, key), key, timeout)
         result = self.store.get_stage_result(key, stage)
         if result is None:
             raise RuntimeError(f"the {stage} task finished but {redis_store.stage_key(key, stage)} is not in Redis")
@@ -113,17 +119,38 @@ class Pipeline:
     def store_only(self, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """The storage stage on its own, merging whatever stage results Redis holds."""
         key = self.accept(data)
-        return key, self._wait(graph.storage(app, key).clone(args=([],)), key, timeout)
+        return key, self._wait(lambda: graph.storage(app, key).clone(args=([],)), key, timeout)
 
-    def _wait(self, workflow: Signature, key: str, timeout: float) -> Any:
-        """Send ``workflow`` and wait for its result, at most ``timeout`` seconds.
+    def _wait(self, workflow: Callable[[], Signature], key: str, timeout: float) -> Any:
+        """Send the graph ``workflow()`` builds and wait for its result, at most ``timeout``
+        seconds; send it again if a message of it was lost with a worker machine.
 
         Raises ``celery.exceptions.TimeoutError`` when it takes longer; the work itself
         goes on and still writes its results.
         """
-        result = workflow.apply_async()
+        deadline = time.monotonic() + timeout
+        result = workflow().apply_async()
         log.debug("[%s] sent %s", key[:12], result.id)
-        return _outcome(result, timeout)
+        every = self.config.lost_message_check
+        while True:
+            remaining = deadline - time.monotonic()
+            if every <= 0 or remaining <= every:
+                return _outcome(result, max(remaining, 0.001))  # Celery waits forever on 0
+            try:
+                return _outcome(result, every)
+            except celery.exceptions.TimeoutError:
+                if self._lost(result):
+                    log.warning("[%s] a message of this run was lost with a worker; sending the run again", key[:12])
+                    self.on_sent_again()
+                    result = workflow().apply_async()
+
+    def _lost(self, result: AsyncResult) -> bool:
+        """Lost, and still lost a second later: a live worker records a message it takes
+        within milliseconds, and a chord sends its callback just after its last result."""
+        if not lost_messages.lost(self.store.redis, graph.QUEUES, result):
+            return False
+        time.sleep(1.0)
+        return lost_messages.lost(self.store.redis, graph.QUEUES, result)
 
 
 def _outcome(result: AsyncResult, timeout: float) -> Any:

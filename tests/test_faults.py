@@ -11,6 +11,7 @@ import io
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +27,14 @@ from proto import image_processing_pb2_grpc as pb_grpc
 from tests.conftest import free_port, kill, private_stack, variant
 
 PASSWORD = "fault-test-password-3b1f"
+LOST_CHECK = 2  # seconds between the facade's looks for a lost message of a slow run
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("faults")
     url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
-    with private_stack(base, redis_url=url, VISIBILITY_TIMEOUT="8") as stack:
+    with private_stack(base, redis_url=url, VISIBILITY_TIMEOUT="8", LOST_MESSAGE_CHECK=str(LOST_CHECK)) as stack:
         yield stack
 
 
@@ -174,6 +176,39 @@ def test_landmark_worker_killed_mid_task_the_request_completes(faulty: Stack, as
         assert log.count(f"[{task['id']}] received") == 2, log[-3000:]
     finally:
         replace_worker(faulty, "worker-landmark")
+
+
+def wait_for(check, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_message_lost_with_a_worker_machine_is_sent_again(faulty: Stack, t1_bytes: bytes) -> None:
+    redis = faulty_redis(faulty)
+    facade_log = faulty.log_dir / "facade.log"
+    kill(faulty, "worker-agegender")
+    try:
+        thread, outcome = send_in_background(faulty, variant(t1_bytes, 45), timeout=90)
+        wait_for(lambda: redis.llen("agegender") == 1, "the landmark task never sent its age/gender task")
+        # A message waiting in its queue is not lost: the facade looks and leaves it.
+        time.sleep(2.5 * LOST_CHECK)
+        assert redis.llen("agegender") == 1 and "was lost" not in facade_log.read_text()
+        # Taken from the queue and never recorded as held: what a worker machine that dies
+        # in the middle of BRPOP leaves behind.
+        assert redis.rpop("agegender") is not None
+        wait_for(lambda: redis.llen("agegender") == 1, "the run was not sent again")
+        assert "a message of this run was lost" in facade_log.read_text()
+    finally:
+        faulty.restart("worker-agegender")
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
+    response = outcome["response"]
+    assert response.status == "Success"
+    assert len(response.faces) == 6 and all(face.gender in ("Male", "Female") for face in response.faces)
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{faulty.config.metrics_port}/metrics", timeout=10).read().decode()
+    assert "facade_runs_sent_again_total 1.0" in scrape
 
 
 def test_no_landmark_worker_means_deadline_exceeded_and_nothing_lost(faulty: Stack, t1_bytes: bytes) -> None:

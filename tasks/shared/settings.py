@@ -73,6 +73,7 @@ class Settings:
     result_ttl: int
     request_timeout: float
     visibility_timeout: int
+    lost_message_check: float
     landmark_concurrency: int
     agegender_concurrency: int
     storage_concurrency: int
@@ -126,6 +127,7 @@ def load() -> Settings:
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
         # Longer than the slowest task, or that task runs twice.
         visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 20),
+        lost_message_check=_env_float("LOST_MESSAGE_CHECK", 5.0),
         landmark_concurrency=_env_int("LANDMARK_CONCURRENCY", every_queue or 2),
         agegender_concurrency=_env_int("AGEGENDER_CONCURRENCY", every_queue or 1),
         storage_concurrency=_env_int("STORAGE_CONCURRENCY", every_queue or 1),
