@@ -108,6 +108,12 @@ class Network:
             process.wait(timeout=30)
         return pids
 
+    def power_off(self, host: str) -> list[int]:
+        """Cut ``host``'s link, then SIGKILL its processes: as in a power loss, no FIN or RST
+        reaches its peers, whose connections to it stay open; returns the pids."""
+        ip("-n", self.hosts[host].netns, "link", "set", "eth0", "down")
+        return self.kill(host)
+
     def close(self) -> None:
         """Kill every process of every host, then delete the namespaces; never raises."""
         for name in self.hosts:
