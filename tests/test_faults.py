@@ -21,7 +21,7 @@ from celery import Celery
 from celery.app.control import Inspect
 from PIL import Image
 
-from grpc_facade.stack import Stack, health_serving
+from grpc_facade.stack import Stack, health_serving, wait_until
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tests.conftest import free_port, kill, private_stack, variant
@@ -178,27 +178,20 @@ def test_landmark_worker_killed_mid_task_the_request_completes(faulty: Stack, as
         replace_worker(faulty, "worker-landmark")
 
 
-def wait_for(check, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def test_a_message_lost_with_a_worker_machine_is_sent_again(faulty: Stack, t1_bytes: bytes) -> None:
     redis = faulty_redis(faulty)
     facade_log = faulty.log_dir / "facade.log"
     kill(faulty, "worker-agegender")
     try:
         thread, outcome = send_in_background(faulty, variant(t1_bytes, 45), timeout=90)
-        wait_for(lambda: redis.llen("agegender") == 1, "the landmark task never sent its age/gender task")
+        wait_until(lambda: redis.llen("agegender") == 1, 30, "the landmark task's age/gender message")
         # A message waiting in its queue is not lost: the facade looks and leaves it.
         time.sleep(2.5 * LOST_CHECK)
         assert redis.llen("agegender") == 1 and "was lost" not in facade_log.read_text()
         # Taken from the queue and never recorded as held: what a worker machine that dies
         # in the middle of BRPOP leaves behind.
         assert redis.rpop("agegender") is not None
-        wait_for(lambda: redis.llen("agegender") == 1, "the run was not sent again")
+        wait_until(lambda: redis.llen("agegender") == 1, 30, "the run sent again")
         assert "a message of this run was lost" in facade_log.read_text()
     finally:
         faulty.restart("worker-agegender")
