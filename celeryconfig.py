@@ -37,7 +37,9 @@ broker_transport_options = {
     "unacked_mutex_expire": _config.visibility_timeout,
 }
 
-result_expires = _config.result_ttl
+# Celery's task results are read by the requests waiting for their run, as soon as they are
+# written; the merged outcome stays longer, under <key>:result (RESULT_TTL).
+result_expires = _config.image_ttl
 
 # A pool process loads and warms up its models before it reports for work
 # (tasks/worker_setup.py); give it time to, on a slow or busy machine.

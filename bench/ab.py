@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.processes import cpu_by_role  # noqa: E402
 from bench.report import publish  # noqa: E402
-from bench.speed import distinct_copies, end_to_end, machine, private_stack, resized  # noqa: E402
+from bench.speed import distinct_copies, end_to_end, machine, photo_options, private_stack, resized  # noqa: E402
 
 
 def setting(text: str) -> tuple[str, str]:
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/ab.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("settings", nargs="+", type=setting, help="B's settings, NAME=VALUE")
     parser.add_argument("--base", nargs="*", type=setting, default=[], help="A's settings (default: none)")
-    parser.add_argument("--photo", default="t1.jpg", help="a photo in images/ (default t1.jpg)")
-    parser.add_argument("--width", type=int, default=640, help="its width in pixels (default 640)")
+    photo_options(parser)
     parser.add_argument("--rounds", type=int, default=6, help="batches per configuration (default 6)")
     parser.add_argument("--images", type=int, default=48, help="images per batch (default 48)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bench.processes import cpu_by_role, cpu_per_item  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench import baselines  # noqa: E402
-from bench.speed import KINDS, distinct_copies, end_to_end, machine, private_stack, resized  # noqa: E402
+from bench.speed import KINDS, distinct_copies, end_to_end, machine, photo_options, private_stack, resized  # noqa: E402
 from tasks import QUEUES  # noqa: E402
 
 ROLES = ("redis", "facade", *(f"{queue} {part}" for queue in QUEUES for part in ("main", "pool")))
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/cpu.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=48, help="images per run (default 48)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument("--photo", default="t1.jpg", help="a photo in images/ (default t1.jpg)")
-    parser.add_argument("--width", type=int, default=640, help="its width in pixels (default 640)")
+    photo_options(parser)
     parser.add_argument("--runs", type=int, default=2, help="runs, service and in-process alternately (default 2)")
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line to print above the table (what changed)")

@@ -5,7 +5,7 @@
 Sends to a running facade (``./run.sh serve``) on loopback. The mix: every image in
 IMAGES_DIR plus re-encoded copies (new bytes, so new keys) and repeats (answered from
 stored results). Afterwards it checks that every request got an answer, that every
-success has its JSON and JPEG in OUTPUT_DIR and its keys in Redis, that every queue is
+success has its JSON and JPEG in OUTPUT_DIR and its merged result in Redis, that every queue is
 empty and that no worker process was replaced. Prints the counts; exits 1 on any miss.
 Bounded by ``--requests`` and ``--max-seconds``.
 """
@@ -35,7 +35,6 @@ from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from tasks import QUEUES  # noqa: E402
 from tasks.shared import settings  # noqa: E402
 from tasks.shared.output_files import output_paths  # noqa: E402
-from tasks.shared.graph import DETECTION, PER_FACE  # noqa: E402
 from tasks.shared.redis_store import stage_key  # noqa: E402
 
 
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = redis.Redis.from_url(config.redis_url)
     missing_files = [k for k in successes if not all(p.is_file() for p in output_paths(config.output_dir, k))]
-    missing_keys = [k for k in successes if not all(store.exists(s) for s in (k, *(stage_key(k, stage) for stage in (DETECTION, *PER_FACE))))]
+    missing_keys = [k for k in successes if not store.exists(stage_key(k, "result"))]
     queued = {queue: store.llen(queue) for queue in QUEUES}
     after = worker_processes(app)
 
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         ("not sent (time bound)", codes["NOT_SENT"]),
         ("distinct images succeeded", len(successes)),
         ("successes missing JSON or JPEG", len(missing_files)),
-        ("successes missing Redis keys", len(missing_keys)),
+        ("successes missing their Redis result", len(missing_keys)),
         ("messages left in queues", sum(queued.values())),
         ("worker processes replaced", sum(len(set(before.get(w, [])) - set(after.get(w, []))) for w in before)),
         ("wall time, s", f"{elapsed:.1f}"),

@@ -70,6 +70,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def photo_options(parser: argparse.ArgumentParser, width: int = 640) -> None:
+    """``--photo`` and ``--width``: the photo whose re-encoded copies a script sends."""
+    parser.add_argument("--photo", default="t1.jpg", help="a photo in images/ (default t1.jpg)")
+    parser.add_argument("--width", type=int, default=width, help=f"its width in pixels (default {width})")
+
+
 def resized(path: Path, width: int, quality: int = 92) -> bytes:
     with Image.open(path) as image:
         image = image.convert("RGB")
@@ -138,12 +144,14 @@ def start_stack(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, f
 
 
 @contextlib.contextmanager
-def private_stack(log_dir: Path | None = None) -> Iterator[tuple[subprocess.Popen, str, float]]:
-    """A stack of its own (free ports, private Redis, temporary output), stopped on exit.
+def private_stack(log_dir: Path | None = None, redis_url: str = "") -> Iterator[tuple[subprocess.Popen, str, float]]:
+    """A stack of its own (free ports, private Redis at ``redis_url`` or a free port,
+    temporary output), stopped on exit.
 
     Yields the launcher process, the facade's address and the cold start in seconds.
     """
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
+    redis_url = redis_url or f"redis://127.0.0.1:{free_port()}/0"
+    env = dict(os.environ, REDIS_URL=redis_url, GRPC_PORT=str(free_port()),
                METRICS_PORT=str(free_port()), OUTPUT_DIR=tempfile.mkdtemp(prefix="bench-output-"), PYTHONPATH=str(ROOT))
     process, cold_start = start_stack(env, log_dir or Path(tempfile.mkdtemp(prefix="bench-logs-")))
     try:

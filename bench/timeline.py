@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import publish  # noqa: E402
-from bench.speed import distinct_copies, machine, private_stack, resized  # noqa: E402
+from bench.speed import distinct_copies, machine, photo_options, private_stack, resized  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -68,8 +68,7 @@ def steps_of(key: str, sent: float, received: float, spans: dict[tuple[str, str]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/timeline.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=16, help="requests, one at a time (default 16)")
-    parser.add_argument("--photo", default="t1.jpg", help="a photo in images/ (default t1.jpg)")
-    parser.add_argument("--width", type=int, default=640, help="its width in pixels (default 640)")
+    photo_options(parser)
     parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line to print above the table (what changed)")
     args = parser.parse_args(argv)

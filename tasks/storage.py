@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from celery import Task
 from tasks import app
 from tasks.shared import graph, logs, settings
 from tasks.annotate import draw
@@ -19,14 +20,17 @@ from tasks.worker_io import RETRY_POLICY, RETRYABLE, image_store
 log = logging.getLogger(__name__)
 
 
-def store_outputs(key: str, images: ImageStore, config: settings.Settings, annotate: bool = False) -> dict[str, Any]:
+def store_outputs(
+    key: str, images: ImageStore, config: settings.Settings, run_id: str, annotate: bool = False
+) -> dict[str, Any]:
     """Merge the stage results stored for ``key`` and write ``<key>.json`` and ``<key>.jpg``
     (and ``<key>.annotated.jpg`` when ``annotate`` or ``ANNOTATE=1``).
 
     Returns ``{"document": ..., "storage": {status, error, runtime, json_path, image_path}}``
-    (file names relative to ``OUTPUT_DIR``) and, when everything succeeded, keeps that outcome in Redis under ``<key>:result``.
-    A storage failure (image expired, folder not writable) is reported, not raised: the
-    image stays in Redis until it expires, so the request can be retried.
+    (file names relative to ``OUTPUT_DIR``). When everything succeeded it keeps that outcome
+    in Redis under ``<key>:result``, and the image and stage results of run ``run_id`` expire
+    within ``AFTER_RUN_TTL``. A storage failure (image expired, folder not writable) is
+    reported, not raised: the image stays in Redis until it expires, so the request can be retried.
     """
     started = time.perf_counter()
     json_name, image_name = output_names(key)
@@ -65,12 +69,16 @@ def store_outputs(key: str, images: ImageStore, config: settings.Settings, annot
     outcome = {"document": document, "storage": storage}
     if status == SUCCESS and document["status"] == SUCCESS:
         images.put_outcome(key, outcome)  # later requests for these bytes answer from it
+        images.expire_run_inputs(key, run_id, (graph.DETECTION, *graph.PER_FACE), config.after_run_ttl)
     return outcome
 
 
-@app.task(name="tasks.storage.store_results", **RETRY_POLICY)
-def store_results(stage_summaries: list[dict[str, Any]] | dict[str, Any], key: str, annotate: bool = False) -> dict[str, Any]:
-    """The graph's last task: ``stage_summaries`` are what the stages before it returned
-    (unused: the full results are read from Redis under their documented keys)."""
+@app.task(name="tasks.storage.store_results", bind=True, **RETRY_POLICY)
+def store_results(
+    task: Task, stage_summaries: list[dict[str, Any]] | dict[str, Any], key: str, annotate: bool = False
+) -> dict[str, Any]:
+    """The graph's last task, whose id is the run's: ``stage_summaries`` are what the
+    stages before it returned (unused: the full results are read from Redis under their
+    documented keys)."""
     logs.request_key.set(key)
-    return store_outputs(key, image_store(), settings.load(), annotate)
+    return store_outputs(key, image_store(), settings.load(), task.request.id, annotate)

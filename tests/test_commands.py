@@ -20,7 +20,7 @@ def test_python_commands_have_help(module: str) -> None:
 
 @pytest.mark.parametrize(
     "script",
-    ["bench/load.py", "bench/speed.py", "bench/ab.py", "bench/cpu.py", "bench/timeline.py", "bench/accuracy.py", "tasks/backends/weights/convert_faceres.py"],
+    ["bench/load.py", "bench/speed.py", "bench/ab.py", "bench/cpu.py", "bench/timeline.py", "bench/accuracy.py", "bench/redis_memory.py", "tasks/backends/weights/convert_faceres.py"],
 )
 def test_bench_scripts_have_help(script: str) -> None:
     result = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)

@@ -90,7 +90,8 @@ def test_unwritable_output_fails_clearly_and_keeps_the_image(faulty: Stack, astr
         assert "not-a-folder" in response.storage_response.error
         assert response.storage_response.json_path == ""
         redis = faulty_redis(faulty)
-        assert redis.get(response.redis_key) == data and redis.ttl(response.redis_key) > 0
+        # Kept for IMAGE_TTL, not the AFTER_RUN_TTL of a run that succeeded.
+        assert redis.get(response.redis_key) == data and redis.ttl(response.redis_key) > faulty.config.after_run_ttl
         assert not list((faulty.config.output_dir).glob(f"{response.redis_key}*"))
     finally:
         replace_worker(faulty, "worker-storage")

@@ -14,6 +14,7 @@ from PIL import Image
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import QUEUES
+from tasks.shared import settings
 from tests.conftest import SERVICES, RunningStack, call_service, variant
 from tests.formats import header_with_garbage, png_bomb
 
@@ -83,11 +84,15 @@ def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: byt
         assert saved.size == (1280, 886)
     assert not list(stack.output_dir.glob(".*.tmp"))
 
-    # Both stage results and the image are in Redis under the documented keys.
+    # Both stage results and the image are in Redis under the documented keys, for
+    # AFTER_RUN_TTL now that output/ holds them; the merged outcome for RESULT_TTL.
+    config = settings.load()
     assert stack.redis.get(key) == t1_bytes
     assert len(json.loads(stack.redis.get(f"{key}:landmark"))["faces"]) == 6
     assert len(json.loads(stack.redis.get(f"{key}:agegender"))["faces"]) == 6
-    assert stack.redis.ttl(key) > 0
+    for stored in (key, f"{key}:landmark", f"{key}:agegender"):
+        assert 0 < stack.redis.ttl(stored) <= config.after_run_ttl
+    assert stack.redis.ttl(f"{key}:result") > config.result_ttl - 60
     assert_queues_empty(stack)
 
 

@@ -20,7 +20,7 @@ def real_store(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     worker_io.image_store.cache_clear()
     yield
     worker_io.image_store.cache_clear()
-    stack.redis.delete(KEY, f"{KEY}:landmark")
+    stack.redis.delete(KEY, *(f"{KEY}:{suffix}" for suffix in ("landmark", "agegender", "result", "running")))
 
 
 def test_a_model_that_raises_becomes_a_failure_result(stack: RunningStack, real_store: None) -> None:
@@ -70,3 +70,35 @@ def test_a_run_releases_only_its_own_claim(stack: RunningStack, real_store: None
     assert stack.redis.get(f"{KEY}:running") == b"run-1"
     store.release_run(KEY, "run-1")
     assert not stack.redis.exists(f"{KEY}:running")
+
+
+def test_a_finished_run_lets_its_image_and_stage_results_expire_soon(stack: RunningStack, real_store: None) -> None:
+    store = worker_io.image_store()
+    stages = ("landmark", "agegender")
+
+    def stored() -> None:
+        store.put_image(KEY, b"image bytes")
+        for stage in stages:
+            store.put_stage_result(KEY, stage, {"status": "Success", "error": "", "faces": []})
+        store.put_outcome(KEY, {"document": {}, "storage": {}})
+
+    def ttls() -> list[int]:
+        return [stack.redis.ttl(KEY), *(stack.redis.ttl(f"{KEY}:{stage}") for stage in stages)]
+
+    stored()
+    assert min(ttls()) > 60
+    assert store.expire_run_inputs(KEY, "run-1", stages, 5)  # no claim left: the run's facade is done
+    assert all(0 < ttl <= 5 for ttl in ttls())
+    assert stack.redis.ttl(f"{KEY}:result") > 60  # the merged outcome keeps RESULT_TTL
+    assert store.expire_run_inputs(KEY, "run-1", stages, 30)  # never lengthened
+    assert all(0 < ttl <= 5 for ttl in ttls())
+
+    stored()
+    assert store.claim_run(KEY, "run-1", ttl=30) is None
+    assert store.expire_run_inputs(KEY, "run-1", stages, 5)  # its own claim, its facade still waiting
+    assert all(0 < ttl <= 5 for ttl in ttls())
+
+    stored()
+    stack.redis.set(f"{KEY}:running", "run-2")  # a newer run of the same bytes needs them
+    assert not store.expire_run_inputs(KEY, "run-1", stages, 5)
+    assert min(ttls()) > 60

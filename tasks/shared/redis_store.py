@@ -10,12 +10,17 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
 - ``<key>:running``: the id of the run (its storage task's id) now computing this image, so that concurrent
   requests for the same image wait for one run instead of starting another.
 
+Once a run has succeeded, its image and stage results expire sooner, after
+``AFTER_RUN_TTL`` (:meth:`ImageStore.expire_run_inputs`): ``output/`` and ``<key>:result``
+hold what they held, and Redis would otherwise keep every image of the last hour.
+
 Also there: Celery's own keys (``celery-task-meta-*``, the queues).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -23,6 +28,18 @@ import redis
 
 # Compare and delete in one step, so that a claim taken over meanwhile is not dropped.
 _DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+# Shorten the expiry of KEYS[2..] to ARGV[2] seconds unless the claim KEYS[1] belongs to
+# another run than ARGV[1]: that newer run stored the image again and still needs it.
+_EXPIRE_UNLESS_CLAIMED = """
+local claim = redis.call('get', KEYS[1])
+if claim and claim ~= ARGV[1] then return 0 end
+local ttl = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  if redis.call('ttl', KEYS[i]) > ttl then redis.call('expire', KEYS[i], ttl) end
+end
+return 1
+"""
 
 # Redis unreachable for now: worth retrying (tasks) or answering UNAVAILABLE (facade).
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
@@ -49,6 +66,7 @@ class ImageStore:
     def __init__(self, connection: redis.Redis, image_ttl: int, result_ttl: int) -> None:
         self.redis = connection
         self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
+        self._expire_unless_claimed = connection.register_script(_EXPIRE_UNLESS_CLAIMED)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
 
@@ -86,3 +104,10 @@ class ImageStore:
     def release_run(self, key: str, run_id: str) -> None:
         """Drop the claim if it is still ``run_id``'s (a later run may hold it now)."""
         self._delete_if_equal(keys=[stage_key(key, "running")], args=[run_id])
+
+    def expire_run_inputs(self, key: str, run_id: str, stages: Sequence[str], ttl: int) -> bool:
+        """After run ``run_id`` succeeded: let the image and the ``stages``' results expire
+        within ``ttl`` seconds, unless another run of the same bytes holds the claim now.
+        Returns whether they were shortened."""
+        keys = [stage_key(key, "running"), key, *(stage_key(key, stage) for stage in stages)]
+        return bool(self._expire_unless_claimed(keys=keys, args=[run_id, ttl]))

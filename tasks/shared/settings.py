@@ -71,6 +71,7 @@ class Settings:
     metrics_port: int
     image_ttl: int
     result_ttl: int
+    after_run_ttl: int
     request_timeout: float
     visibility_timeout: int
     lost_message_check: float
@@ -124,6 +125,7 @@ def load() -> Settings:
         metrics_port=_env_int("METRICS_PORT", 9464),
         image_ttl=_env_int("IMAGE_TTL", 3600),
         result_ttl=_env_int("RESULT_TTL", 86400),
+        after_run_ttl=_env_int("AFTER_RUN_TTL", 60),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
         # Longer than the slowest task, or that task runs twice.
         visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 20),
