@@ -21,6 +21,7 @@ from celery.result import AsyncResult
 from grpc_facade import lost_messages
 from tasks import app
 from tasks.shared import graph, logs, redis_store, settings
+from tasks.shared.document import SUCCESS
 from tasks.shared.imaging import check_image, image_key
 from tasks.shared.output_files import annotated_name, annotated_path, output_names, output_paths
 
@@ -61,15 +62,16 @@ class Pipeline:
         Returns ``(outcome, cached)``.
 
         ``outcome`` is ``{"document": ..., "storage": ...}``. An image already processed
-        successfully is answered from its stored outcome (``cached`` is true) unless
-        ``recompute`` (or ``annotate`` when that outcome has no annotated copy);
-        concurrent requests for the same image share one run.
+        successfully is answered from its stored outcome (:meth:`stored_outcome`: Redis,
+        else ``OUTPUT_DIR``; ``cached`` is true) unless ``recompute`` (or ``annotate`` when
+        that outcome has no annotated copy); concurrent requests for the same image share one run.
         """
         key = image_key(data)
         logs.request_key.set(key)
         if not recompute:
-            stored = self.store.get_outcome(key)
-            if stored is not None and (stored["storage"].get("annotated_path") or not annotate):
+            stored = self.stored_outcome(key)
+            done = stored is not None and stored["document"]["status"] == SUCCESS
+            if done and (stored["storage"].get("annotated_path") or not annotate):
                 log.info("[%s] answered from the stored result", key[:12])
                 return stored, True
         check_image(data, self.config.max_image_pixels)  # the key is known: hash the bytes once

@@ -227,6 +227,20 @@ def test_same_image_twice_is_answered_from_the_stored_result(stack: RunningStack
     assert stack.tasks_run(LANDMARK_TASK) == runs + 1
 
 
+
+def test_a_repeat_after_redis_forgot_the_answer_is_answered_from_the_output_folder(
+    stack: RunningStack, image_input, astronaut_bytes: bytes
+) -> None:
+    data = variant(astronaut_bytes, 13)
+    first = process(image_input, data)
+    stack.redis.delete(f"{first.redis_key}:result")  # as after RESULT_TTL
+    runs = stack.tasks_run(LANDMARK_TASK)
+    second = process(image_input, data)
+    assert second.cached and second.status == "Success"
+    assert [(f.box, f.age, f.gender) for f in second.faces] == [(f.box, f.age, f.gender) for f in first.faces]
+    assert second.storage_response.json_path == first.storage_response.json_path
+    assert stack.tasks_run(LANDMARK_TASK) == runs  # the models did not run again
+
 def test_concurrent_duplicates_run_once(stack: RunningStack, image_input, t1_bytes: bytes) -> None:
     data = variant(t1_bytes, 11)
     runs = stack.tasks_run(LANDMARK_TASK)
