@@ -30,8 +30,15 @@ log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
+MEMORY_CHECK_EVERY = 1.0  # seconds a reading of Redis's memory is trusted
+
+
 class InvalidKey(ValueError):
     """Not a key this service makes (64 lowercase hex digits)."""
+
+
+class RedisFull(RuntimeError):
+    """Redis is too close to its ``maxmemory`` to take another image now."""
 
 
 class Pipeline:
@@ -42,6 +49,8 @@ class Pipeline:
         self.config = config
         self.on_sent_again = on_sent_again
         self.store = redis_store.ImageStore(redis_store.client(config.redis_url), config.image_ttl, config.result_ttl)
+        self._memory: tuple[int, int] = (0, 0)
+        self._memory_read = -MEMORY_CHECK_EVERY
 
     def check(self, data: bytes) -> str:
         """The key of ``data`` once it decodes as an image; :class:`ImageError` otherwise."""
@@ -52,6 +61,7 @@ class Pipeline:
         """Check ``data``, then store it under its key (nothing is stored for bad input)."""
         key = self.check(data)
         logs.request_key.set(key)
+        self.check_room(len(data))
         self.store.put_image(key, data)
         return key
 
@@ -75,6 +85,7 @@ class Pipeline:
                 log.info("[%s] answered from the stored result", key[:12])
                 return stored, True
         check_image(data, self.config.max_image_pixels)  # the key is known: hash the bytes once
+        self.check_room(len(data))
         run_id = uuid()
         running = self.store.claim_run(key, run_id, timeout + 5)
         if running is not None:
@@ -85,6 +96,21 @@ class Pipeline:
             return self._wait(lambda: graph.workflow(app, key, annotate, run_id), key, timeout), False
         finally:
             self.store.release_run(key, run_id)
+
+    def check_room(self, incoming: int) -> None:
+        """Raise :class:`RedisFull` unless Redis has room for ``incoming`` more bytes below
+        ``REDIS_MEMORY_LIMIT`` of its ``maxmemory``. A Redis at its limit refuses writes:
+        the results and acknowledgements of the runs under way would fail. Redis is asked
+        at most once a second; the images let in meanwhile count against that reading."""
+        if time.monotonic() - self._memory_read >= MEMORY_CHECK_EVERY:
+            self._memory, self._memory_read = self.store.memory_in_use(), time.monotonic()
+        used, limit = self._memory
+        if limit and used + incoming >= self.config.redis_memory_limit * limit:
+            raise RedisFull(
+                f"Redis is full: {used} of its maxmemory {limit} bytes in use, and the facade takes new "
+                f"images below REDIS_MEMORY_LIMIT={self.config.redis_memory_limit:g} of it; try again later"
+            )
+        self._memory = (used + incoming, limit)
 
     def stored_outcome(self, key: str) -> dict[str, Any] | None:
         """The outcome kept for ``key`` in Redis, else rebuilt from ``OUTPUT_DIR``, else None.

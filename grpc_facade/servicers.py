@@ -1,8 +1,8 @@
 """The four gRPC services: each method maps its request to ``Pipeline`` and back.
 
 Errors map to status codes in one place, ``_status_on_error``:
-bad image or key -> INVALID_ARGUMENT, Redis or broker down -> UNAVAILABLE,
-deadline passed -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
+bad image or key -> INVALID_ARGUMENT, Redis or broker down -> UNAVAILABLE, Redis
+full -> RESOURCE_EXHAUSTED, deadline passed -> DEADLINE_EXCEEDED, anything else -> INTERNAL.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import kombu.exceptions
 
 from grpc_facade import messages
 from grpc_facade.metrics import Metrics
-from grpc_facade.pipeline import InvalidKey, Pipeline
+from grpc_facade.pipeline import InvalidKey, Pipeline, RedisFull
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.shared import logs
 from tasks.shared.imaging import ImageError
-from tasks.shared.redis_store import UNREACHABLE
+from tasks.shared.redis_store import FULL, UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,13 @@ def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]
     except (ImageError, InvalidKey) as error:
         log.warning("%s rejected: %s", what, error)
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-    except (*UNREACHABLE, kombu.exceptions.OperationalError) as error:
+    except RedisFull as error:
+        log.error("%s refused: %s", what, error)
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+    except (FULL, *UNREACHABLE, kombu.exceptions.OperationalError) as error:
+        if _redis_full(error):  # kombu wraps what Redis refused in an OperationalError
+            log.error("%s: Redis is full: %s", what, error)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"Redis is full, try again later: {error}")
         log.error("%s: Redis unavailable: %s", what, error)
         context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable: {error}")
     except celery.exceptions.TimeoutError:
@@ -47,6 +53,15 @@ def _status_on_error(context: grpc.ServicerContext, what: str) -> Iterator[None]
     except Exception as error:
         log.exception("%s failed", what)
         context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+
+
+def _redis_full(error: BaseException | None) -> bool:
+    """Whether ``error`` is, or was raised while handling, Redis refusing a write at its maxmemory."""
+    while error is not None:
+        if isinstance(error, FULL):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _timeout(context: grpc.ServicerContext, pipeline: Pipeline) -> float:

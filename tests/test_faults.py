@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -28,13 +29,21 @@ from tests.conftest import free_port, kill, private_stack, variant
 
 PASSWORD = "fault-test-password-3b1f"
 LOST_CHECK = 2  # seconds between the facade's looks for a lost message of a slow run
+AFTER_RUN = 10  # seconds an answered image stays in Redis (AFTER_RUN_TTL)
+# The facade takes new images below a quarter of Redis's maxmemory: the rest is room for
+# the runs under way (each image, and Redis's buffers for each stage that reads it), since
+# the test gives Redis only a few megabytes.
+MEMORY_LIMIT = 0.25
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("faults")
     url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
-    with private_stack(base, redis_url=url, VISIBILITY_TIMEOUT="8", LOST_MESSAGE_CHECK=str(LOST_CHECK)) as stack:
+    with private_stack(
+        base, redis_url=url, VISIBILITY_TIMEOUT="8", LOST_MESSAGE_CHECK=str(LOST_CHECK), AFTER_RUN_TTL=str(AFTER_RUN),
+        REDIS_MEMORY_LIMIT=str(MEMORY_LIMIT),
+    ) as stack:
         yield stack
 
 
@@ -236,6 +245,38 @@ def test_redis_down_is_unavailable_then_serves_again(faulty: Stack, astronaut_by
     response = stub(faulty).ProcessImage(pb.ImageRequest(image_data=variant(astronaut_bytes, 44)), timeout=60)
     assert response.status == "Success"
 
+
+
+def test_redis_filling_up_refuses_new_images_and_keeps_every_worker(faulty: Stack, t1_bytes: bytes) -> None:
+    # Room for a few dozen images below maxmemory: a burst fills it faster than answered
+    # images leave (AFTER_RUN_TTL). Without the facade's limit (REDIS_MEMORY_LIMIT) the
+    # workers' acks and results would hit the full Redis, which stops every worker for good.
+    redis = faulty_redis(faulty)
+    copies = []
+    with Image.open(io.BytesIO(t1_bytes)) as image:
+        for n in range(100):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=90, comment=f"fill {n}".encode())
+            copies.append(buffer.getvalue())
+    redis.config_set("maxmemory", int(redis.info("memory")["used_memory"]) + 16 * 2**20)
+
+    def send(data: bytes) -> str:
+        try:
+            return stub(faulty).ProcessImage(pb.ImageRequest(image_data=data), timeout=60).status
+        except grpc.RpcError as error:
+            return error.code().name
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, copies))
+    finally:
+        redis.config_set("maxmemory", 0)
+    assert set(answers) == {"Success", "RESOURCE_EXHAUSTED"}, answers
+    worker_logs = "".join(path.read_text(errors="replace") for path in faulty.log_dir.glob("worker-*.log"))
+    assert "OutOfMemoryError" not in worker_logs
+    # Once the answered images have left Redis, new ones are taken again.
+    later = variant(t1_bytes, 47)
+    wait_until(lambda: send(later) == "Success", AFTER_RUN + 30, "an image accepted after the burst")
 
 def test_no_log_shows_the_redis_password(faulty: Stack) -> None:
     logs = list(faulty.log_dir.glob("*.log"))

@@ -43,6 +43,8 @@ return 1
 
 # Redis unreachable for now: worth retrying (tasks) or answering UNAVAILABLE (facade).
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+# Redis at its ``maxmemory`` (noeviction, as a broker must be): it refuses writes until keys expire.
+FULL = redis.exceptions.OutOfMemoryError
 
 
 class ImageMissing(LookupError):
@@ -92,6 +94,15 @@ class ImageStore:
 
     def get_outcome(self, key: str) -> dict[str, Any] | None:
         return self.get_stage_result(key, "result")
+
+    def memory_in_use(self) -> tuple[int, int]:
+        """Redis's used memory and its ``maxmemory`` in bytes (0: no limit, or a server
+        that does not tell: some hosted ones refuse ``INFO``)."""
+        try:
+            info = self.redis.info("memory")
+        except redis.ResponseError:
+            return 0, 0
+        return int(info["used_memory"]), int(info.get("maxmemory", 0))
 
     def claim_run(self, key: str, run_id: str, ttl: float) -> str | None:
         """Mark ``run_id`` as the run computing ``key``; returns the id of a run already

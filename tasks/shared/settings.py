@@ -75,6 +75,7 @@ class Settings:
     request_timeout: float
     visibility_timeout: int
     lost_message_check: float
+    redis_memory_limit: float
     landmark_concurrency: int
     agegender_concurrency: int
     storage_concurrency: int
@@ -130,6 +131,8 @@ def load() -> Settings:
         # Longer than the slowest task, or that task runs twice.
         visibility_timeout=_env_int("VISIBILITY_TIMEOUT", 20),
         lost_message_check=_env_float("LOST_MESSAGE_CHECK", 5.0),
+        # Room for the runs under way: a Redis at its maxmemory refuses their results and acks.
+        redis_memory_limit=_env_float("REDIS_MEMORY_LIMIT", 0.9),
         landmark_concurrency=_env_int("LANDMARK_CONCURRENCY", every_queue or 2),
         agegender_concurrency=_env_int("AGEGENDER_CONCURRENCY", every_queue or 1),
         storage_concurrency=_env_int("STORAGE_CONCURRENCY", every_queue or 1),
