@@ -263,7 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 1
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _already_stopping)  # a second signal must not cut the stop short
         stack.stop()
+
+
+def _already_stopping(signum: int, _frame: object) -> None:
+    log.info("%s: already stopping the stack", signal.Signals(signum).name)
 
 
 _deferred: list[int] = []  # signals received inside _no_interruption()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tasks.shared.settings import PROJECT_ROOT
+from tests.conftest import free_port
 
 
 @pytest.mark.parametrize("module", ["grpc_facade.server", "grpc_facade.stack", "grpc_facade.client"])
@@ -40,19 +44,20 @@ def test_run_sh_rejects_an_unknown_command() -> None:
     assert result.returncode == 2 and "unknown command" in result.stderr
 
 
-def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path) -> None:
-    import os
-    import signal
-    import time
-
-    from tests.conftest import free_port
-
+def launcher(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m grpc_facade.stack serve`` on free ports, output piped; returns it and
+    the marker in every child's environment (its output folder)."""
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
                METRICS_PORT=str(free_port()), OUTPUT_DIR=str(tmp_path / "out"), PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(tmp_path / "logs")],
         env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    return process, env["OUTPUT_DIR"]
+
+
+def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path: Path) -> None:
+    process, marker = launcher(tmp_path)
     deadline = time.monotonic() + 60
     while not (tmp_path / "logs" / "facade.log").exists():  # starting: children are up, not yet serving
         assert time.monotonic() < deadline
@@ -62,8 +67,23 @@ def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path) -> None:
     assert process.returncode == 0
     assert "interrupted; stopping the stack" in output and "stack stopped" in output
     assert "stack ready" not in output
-    assert processes_with(env["OUTPUT_DIR"]) == []  # every child it had started is gone
+    assert processes_with(marker) == []  # every child it had started is gone
 
+
+def test_a_second_signal_while_stopping_still_stops_every_child(tmp_path: Path) -> None:
+    # A supervisor that sends SIGTERM again (or a user pressing Ctrl-C twice) must not cut
+    # the stop short and leave workers behind.
+    process, marker = launcher(tmp_path)
+    lines = []
+    while not lines or "serving until Ctrl-C" not in lines[-1]:  # the stack is up, workers ready
+        lines.append(process.stdout.readline())
+        assert lines[-1], "the launcher exited:\n" + "".join(lines)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # the launcher is stopping its children now, each taking a second or more
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert "stack stopped" in output
+    assert processes_with(marker) == []
 
 def processes_with(marker: str) -> list[int]:
     """Processes whose environment contains ``marker`` (this test's own folder)."""
