@@ -59,8 +59,9 @@ LOOPBACK_ADDRESSES = {"127.0.0.1", "::1", "[::1]"}
 REDIS_SERVICE = "redis"
 REDIS_HOST_PORT = 6380
 REDIS_CONTAINER_PORT = 6379
-# Substituted into the file by Compose only: the code reads the REDIS_URL built from it.
-COMPOSE_VARIABLES = {"REDIS_PASSWORD"}
+# Substituted into the file by Compose only: the code reads the REDIS_URL built from the
+# password; Redis itself reads its memory cap.
+COMPOSE_VARIABLES = {"REDIS_PASSWORD", "REDIS_MAXMEMORY"}
 # Secrets Compose must refuse to start without; the values stand in for the user's.
 SAMPLE_SECRETS = {"REDIS_PASSWORD": "sample0redis0password", "FLOWER_BASIC_AUTH": "sample-user:sample0password"}
 # Services whose code reads OUTPUT_DIR, with the module that reads it
@@ -953,6 +954,13 @@ def compose_redis(compose: Compose, tmp_path_factory: pytest.TempPathFactory) ->
         wait_until(answers, 30, "redis-server with the compose arguments", process)
         yield url
 
+
+
+def test_compose_redis_never_evicts(compose_redis: str) -> None:
+    # An evicting Redis would drop queued messages; the cap stays off unless REDIS_MAXMEMORY sets one.
+    client = redis.Redis.from_url(compose_redis)
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    assert client.config_get("maxmemory") == {"maxmemory": "0"}
 
 def app_env(service: dict, redis_url: str, tmp_path: Path) -> dict[str, str]:
     """A service's resolved environment, pointed at the local Redis and a private output folder."""
