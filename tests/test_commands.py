@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,53 +46,69 @@ def test_run_sh_rejects_an_unknown_command() -> None:
     assert result.returncode == 2 and "unknown command" in result.stderr
 
 
-def launcher(tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    """``python -m grpc_facade.stack serve`` on free ports, output piped; returns it and
-    the marker in every child's environment (its output folder)."""
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", GRPC_PORT=str(free_port()),
+@contextlib.contextmanager
+def launcher(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, tuple[str, str]]]:
+    """``python -m grpc_facade.stack serve`` on free ports, output piped; yields it and
+    what marks its children (see :func:`processes_with`). Whatever of it is still running
+    afterwards (a failed test) is killed."""
+    redis_address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, REDIS_URL=f"redis://{redis_address}/0", GRPC_PORT=str(free_port()),
                METRICS_PORT=str(free_port()), OUTPUT_DIR=str(tmp_path / "out"), PYTHONPATH=str(PROJECT_ROOT))
     process = subprocess.Popen(
         [sys.executable, "-m", "grpc_facade.stack", "serve", "--no-flower", "--log-dir", str(tmp_path / "logs")],
         env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    return process, env["OUTPUT_DIR"]
+    markers = (env["OUTPUT_DIR"], redis_address)
+    try:
+        yield process, markers
+    finally:
+        process.kill()
+        process.wait()
+        for pid in processes_with(markers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_stack_stops_promptly_when_interrupted_while_starting(tmp_path: Path) -> None:
-    process, marker = launcher(tmp_path)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "logs" / "facade.log").exists():  # starting: children are up, not yet serving
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=90)  # well before the 180 s start-up limit
-    assert process.returncode == 0
-    assert "interrupted; stopping the stack" in output and "stack stopped" in output
-    assert "stack ready" not in output
-    assert processes_with(marker) == []  # every child it had started is gone
+    with launcher(tmp_path) as (process, markers):
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "logs" / "facade.log").exists():  # starting: children are up, not yet serving
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)  # well before the 180 s start-up limit
+        assert process.returncode == 0
+        assert "interrupted; stopping the stack" in output and "stack stopped" in output
+        assert "stack ready" not in output
+        assert processes_with(markers) == []  # every child it had started is gone
 
 
 def test_a_second_signal_while_stopping_still_stops_every_child(tmp_path: Path) -> None:
     # A supervisor that sends SIGTERM again (or a user pressing Ctrl-C twice) must not cut
     # the stop short and leave workers behind.
-    process, marker = launcher(tmp_path)
-    lines = []
-    while not lines or "serving until Ctrl-C" not in lines[-1]:  # the stack is up, workers ready
-        lines.append(process.stdout.readline())
-        assert lines[-1], "the launcher exited:\n" + "".join(lines)
-    process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # the launcher is stopping its children now, each taking a second or more
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert "stack stopped" in output
-    assert processes_with(marker) == []
+    with launcher(tmp_path) as (process, markers):
+        lines = []
+        while not lines or "serving until Ctrl-C" not in lines[-1]:  # the stack is up, workers ready
+            lines.append(process.stdout.readline())
+            assert lines[-1], "the launcher exited:\n" + "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the launcher is stopping its children now, each taking a second or more
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+        assert "stack stopped" in output
+        assert processes_with(markers) == []
 
-def processes_with(marker: str) -> list[int]:
-    """Processes whose environment contains ``marker`` (this test's own folder)."""
+
+def processes_with(markers: tuple[str, str]) -> list[int]:
+    """The launcher's children: processes whose environment holds its output folder, or
+    whose command line its Redis address (redis-server writes its title over both)."""
+    folder, redis_address = (marker.encode() for marker in markers)
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes():
+            if entry.name.isdigit() and (
+                folder in (entry / "environ").read_bytes() or redis_address in (entry / "cmdline").read_bytes()
+            ):
                 found.append(int(entry.name))
         except OSError:
             continue
