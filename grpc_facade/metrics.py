@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -58,37 +58,72 @@ def queue_client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2, retry=Retry(NoBackoff(), 0))
 
 
-class QueueDepth(Collector):
-    """``facade_queue_depth{queue}``: LLEN of each Celery queue's Redis list, read per scrape.
+T = TypeVar("T")
 
-    When Redis does not answer the scrape still succeeds, without these samples; the
-    outage is logged once, until Redis answers again.
-    """
+
+class _RedisScrape(Collector):
+    """A collector that reads Redis at each scrape. When Redis does not answer the scrape
+    still succeeds, without these samples; the outage is logged once, until Redis answers."""
+
+    what = ""  # for the log line
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+        self._redis_down = False
+
+    def _read(self, read: Callable[[], T]) -> T | None:
+        try:
+            value = read()
+        except redis.RedisError as error:
+            if not self._redis_down:
+                log.warning("metrics: cannot read %s from Redis: %s", self.what, error)
+                self._redis_down = True
+            return None
+        self._redis_down = False
+        return value
+
+
+class QueueDepth(_RedisScrape):
+    """``facade_queue_depth{queue}``: LLEN of each Celery queue's Redis list."""
+
+    what = "the queue depths"
 
     def __init__(self, connection: redis.Redis, queues: Iterable[str] = QUEUES) -> None:
-        self.connection = connection
+        super().__init__(connection)
         self.queues = tuple(queues)
-        self._redis_down = False
+
+    def _depths(self) -> list[int]:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for queue in self.queues:
+                pipe.llen(queue)  # Celery's Redis transport keeps a queue as a list under its name
+            return pipe.execute()
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "facade_queue_depth", "Tasks waiting in each Celery queue (not yet taken by a worker)", labels=["queue"]
         )
-        try:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for queue in self.queues:
-                    pipe.llen(queue)  # Celery's Redis transport keeps a queue as a list under its name
-                depths = pipe.execute()
-        except redis.RedisError as error:
-            if not self._redis_down:
-                log.warning("metrics: cannot read the queue depths from Redis: %s", error)
-                self._redis_down = True
-            yield family
-            return
-        self._redis_down = False
-        for queue, depth in zip(self.queues, depths, strict=True):
-            family.add_metric([queue], depth)
+        depths = self._read(self._depths)
+        if depths is not None:
+            for queue, depth in zip(self.queues, depths, strict=True):
+                family.add_metric([queue], depth)
         yield family
+
+
+class RedisMemory(_RedisScrape):
+    """``facade_redis_used_memory_bytes`` and ``facade_redis_maxmemory_bytes``: how near Redis
+    is to the share of its ``maxmemory`` from which the facade refuses new images."""
+
+    what = "its memory"
+
+    def collect(self) -> Iterator[Metric]:
+        used = GaugeMetricFamily("facade_redis_used_memory_bytes", "Memory Redis uses (INFO memory's used_memory)")
+        limit = GaugeMetricFamily("facade_redis_maxmemory_bytes", "Redis's maxmemory (0: none)")
+        info = self._read(lambda: self.connection.info("memory"))
+        if info is not None:
+            used.add_metric([], int(info["used_memory"]))
+            limit.add_metric([], int(info.get("maxmemory", 0)))
+        yield used
+        yield limit
 
 
 class Metrics:
@@ -120,6 +155,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(QueueDepth(connection))
+        self.registry.register(RedisMemory(connection))
         for method in methods:
             self.requests.labels(method, grpc.StatusCode.OK.name)
             self.latency.labels(method)

@@ -17,7 +17,7 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from grpc_facade.metrics import Metrics, QueueDepth, bind_address, final_code, method_label, queue_client
+from grpc_facade.metrics import Metrics, QueueDepth, RedisMemory, bind_address, final_code, method_label, queue_client
 from proto import image_processing_pb2 as pb
 from tasks import QUEUES
 from tests.conftest import FLOWER_PASSWORD, FLOWER_USER, RunningStack, free_port, variant
@@ -173,6 +173,14 @@ def test_queue_depth_reads_each_queue(stack: RunningStack) -> None:
     assert depths == {"landmark": 3, "agegender": 0, "storage": 1}
 
 
+
+def test_redis_memory_is_read_at_each_scrape(stack: RunningStack) -> None:
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(RedisMemory(queue_client(stack.redis_url)))
+    used = registry.get_sample_value("facade_redis_used_memory_bytes")
+    assert used is not None and used > 0
+    assert registry.get_sample_value("facade_redis_maxmemory_bytes") == int(stack.redis.config_get("maxmemory")["maxmemory"])
+
 def test_queue_depth_without_redis_leaves_the_scrape_working(caplog: pytest.LogCaptureFixture) -> None:
     metrics = Metrics(down_redis())
     started = time.perf_counter()
@@ -181,10 +189,10 @@ def test_queue_depth_without_redis_leaves_the_scrape_working(caplog: pytest.LogC
         second = parse(prometheus_client.generate_latest(metrics.registry).decode())
     assert time.perf_counter() - started < 1.0  # no retries with backoff inside a scrape
     for samples in (first, second):
-        assert not [key for key in samples if key[0] == "facade_queue_depth"]
+        assert not [key for key in samples if key[0].startswith(("facade_queue_depth", "facade_redis_"))]
         assert value(samples, "process_resident_memory_bytes") > 0  # the rest of the scrape is there
-    warnings = [record for record in caplog.records if "queue depths" in record.getMessage()]
-    assert len(warnings) == 1
+    for what in ("queue depths", "its memory"):
+        assert len([record for record in caplog.records if what in record.getMessage()]) == 1
 
 
 # ---------------------------------------------------------------------------- the real stack
@@ -252,6 +260,7 @@ def test_metrics_while_requests_run(stack: RunningStack, image_input, astronaut_
 
     assert {queue for queue in QUEUES if ("facade_queue_depth", frozenset({("queue", queue)})) in after} == set(QUEUES)
     assert all(value(after, "facade_queue_depth", queue=queue) >= 0 for queue in QUEUES)
+    assert value(after, "facade_redis_used_memory_bytes") > 0 and value(after, "facade_redis_maxmemory_bytes") == 0
     assert in_flight_seen and max(in_flight_seen) > 0
     assert value(after, "facade_requests_in_flight", method=method) == 0
 
