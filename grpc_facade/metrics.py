@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from proto import image_processing_pb2 as pb
 from tasks import QUEUES
+from tasks.shared import redis_store
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,10 @@ class RedisMemory(_RedisScrape):
     def collect(self) -> Iterator[Metric]:
         used = GaugeMetricFamily("facade_redis_used_memory_bytes", "Memory Redis uses (INFO memory's used_memory)")
         limit = GaugeMetricFamily("facade_redis_maxmemory_bytes", "Redis's maxmemory (0: none)")
-        info = self._read(lambda: self.connection.info("memory"))
-        if info is not None:
-            used.add_metric([], int(info["used_memory"]))
-            limit.add_metric([], int(info.get("maxmemory", 0)))
+        reading = self._read(lambda: redis_store.memory(self.connection))
+        if reading is not None:
+            used.add_metric([], reading[0])
+            limit.add_metric([], reading[1])
         yield used
         yield limit
 

@@ -56,6 +56,12 @@ def stage_key(key: str, stage: str) -> str:
     return f"{key}:{stage}"
 
 
+def memory(connection: redis.Redis) -> tuple[int, int]:
+    """Redis's used memory and its ``maxmemory`` in bytes (0: no limit)."""
+    info = connection.info("memory")
+    return int(info["used_memory"]), int(info.get("maxmemory", 0))
+
+
 @cache
 def client(url: str) -> redis.Redis:
     """One connection pool per process and URL (thread-safe)."""
@@ -96,13 +102,12 @@ class ImageStore:
         return self.get_stage_result(key, "result")
 
     def memory_in_use(self) -> tuple[int, int]:
-        """Redis's used memory and its ``maxmemory`` in bytes (0: no limit, or a server
-        that does not tell: some hosted ones refuse ``INFO``)."""
+        """:func:`memory` of this store's Redis; ``(0, 0)`` from a server that does not
+        tell (some hosted ones refuse ``INFO``)."""
         try:
-            info = self.redis.info("memory")
+            return memory(self.redis)
         except redis.ResponseError:
             return 0, 0
-        return int(info["used_memory"]), int(info.get("maxmemory", 0))
 
     def claim_run(self, key: str, run_id: str, ttl: float) -> str | None:
         """Mark ``run_id`` as the run computing ``key``; returns the id of a run already
