@@ -155,6 +155,10 @@ class Metrics:
             "facade_runs_sent_again", "Runs sent again because a message of theirs was lost with a worker machine",
             registry=self.registry,
         )
+        self.kept_results_dropped = Counter(
+            "facade_kept_results_dropped", "Kept results dropped from Redis, oldest first, to make room for new images",
+            registry=self.registry,
+        )
         self.registry.register(QueueDepth(connection))
         self.registry.register(RedisMemory(connection))
         for method in methods:

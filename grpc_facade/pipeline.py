@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,8 @@ KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 MEMORY_CHECK_EVERY = 1.0  # seconds a reading of Redis's memory is trusted
+ROOM_MARGIN = 0.05  # share of maxmemory below the limit that dropping old results frees, so it is not redone at once
+DROP_BATCH = 200  # kept results dropped between two readings of Redis's memory
 
 
 class InvalidKey(ValueError):
@@ -44,13 +47,23 @@ class RedisFull(RuntimeError):
 class Pipeline:
     """Runs requests against the Celery workers and Redis named by ``config``."""
 
-    def __init__(self, config: settings.Settings, on_sent_again: Callable[[], object] = lambda: None) -> None:
-        """``on_sent_again`` is called each time a run is sent again (see :meth:`_wait`)."""
+    def __init__(
+        self,
+        config: settings.Settings,
+        on_sent_again: Callable[[], object] = lambda: None,
+        on_results_dropped: Callable[[int], object] = lambda count: None,
+    ) -> None:
+        """``on_sent_again`` is called each time a run is sent again (see :meth:`_wait`),
+        ``on_results_dropped`` with the number of kept results dropped to make room (see
+        :meth:`check_room`)."""
         self.config = config
         self.on_sent_again = on_sent_again
+        self.on_results_dropped = on_results_dropped
         self.store = redis_store.ImageStore(redis_store.client(config.redis_url), config.image_ttl, config.result_ttl)
-        self._memory: tuple[int, int] = (0, 0)
+        self._memory: tuple[int, int] = (0, 0)  # Redis's used memory and maxmemory when last read
         self._memory_read = -MEMORY_CHECK_EVERY
+        self._admitted = 0  # bytes of the images let in since, which that reading may not count
+        self._room = threading.Lock()  # one thread reads Redis's memory and makes room at a time
 
     def check(self, data: bytes) -> str:
         """The key of ``data`` once it decodes as an image; :class:`ImageError` otherwise."""
@@ -101,16 +114,41 @@ class Pipeline:
         """Raise :class:`RedisFull` unless Redis has room for ``incoming`` more bytes below
         ``REDIS_MEMORY_LIMIT`` of its ``maxmemory``. A Redis at its limit refuses writes:
         the results and acknowledgements of the runs under way would fail. Redis is asked
-        at most once a second; the images let in meanwhile count against that reading."""
-        if time.monotonic() - self._memory_read >= MEMORY_CHECK_EVERY:
-            self._memory, self._memory_read = self.store.memory_in_use(), time.monotonic()
-        used, limit = self._memory
-        if limit and used + incoming >= self.config.redis_memory_limit * limit:
-            raise RedisFull(
-                f"Redis is full: {used} of its maxmemory {limit} bytes in use, and the facade takes new "
-                f"images below REDIS_MEMORY_LIMIT={self.config.redis_memory_limit:g} of it; try again later"
-            )
-        self._memory = (used + incoming, limit)
+        at most once a second; the images let in meanwhile count against that reading.
+
+        Past the limit, the oldest kept results are dropped first (``output/`` keeps them),
+        down to ``ROOM_MARGIN`` below it: a cache must not stop new work.
+        """
+        with self._room:
+            if time.monotonic() - self._memory_read >= MEMORY_CHECK_EVERY:
+                self._memory, self._memory_read, self._admitted = self.store.memory_in_use(), time.monotonic(), 0
+            used, limit = self._memory
+            share = self.config.redis_memory_limit
+            pending = self._admitted + incoming
+            if limit and used + pending >= share * limit:
+                used = self._drop_kept_results(used, pending, (share - ROOM_MARGIN) * limit)
+                self._memory = (used, limit)
+                if used + pending >= share * limit:
+                    raise RedisFull(
+                        f"Redis is full: {used + self._admitted} of its maxmemory {limit} bytes in use, and the facade "
+                        f"takes new images below REDIS_MEMORY_LIMIT={share:g} of it; try again later"
+                    )
+            self._admitted = pending
+
+    def _drop_kept_results(self, used: int, pending: int, target: float) -> int:
+        """Drop the oldest kept results until ``pending`` more bytes fit below ``target``
+        or none is left; returns Redis's used memory then (``used`` if none was dropped)."""
+        dropped = 0
+        while used + pending >= target:
+            count = self.store.drop_oldest_outcomes(DROP_BATCH)
+            if not count:
+                break
+            dropped += count
+            used, _ = self.store.memory_in_use()
+        if dropped:
+            log.warning("Redis near its maxmemory: dropped the %d oldest kept results (output/ keeps them)", dropped)
+            self.on_results_dropped(dropped)
+        return used
 
     def stored_outcome(self, key: str) -> dict[str, Any] | None:
         """The outcome kept for ``key`` in Redis, else rebuilt from ``OUTPUT_DIR``, else None.

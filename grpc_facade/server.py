@@ -36,7 +36,9 @@ METHOD_LABELS = [method_label(f"/{service.full_name}/{method.name}")
 def build_server(config: settings.Settings, metrics: Metrics) -> tuple[grpc.Server, PipelineHealth, int]:
     """A started-ready server with all services, health and reflection, every call counted
     in ``metrics``; returns the bound port."""
-    pipeline = Pipeline(config, on_sent_again=metrics.runs_sent_again.inc)
+    pipeline = Pipeline(
+        config, on_sent_again=metrics.runs_sent_again.inc, on_results_dropped=metrics.kept_results_dropped.inc
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.grpc_workers, thread_name_prefix="rpc"),
         interceptors=[metrics.interceptor],

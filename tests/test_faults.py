@@ -22,9 +22,11 @@ from celery import Celery
 from celery.app.control import Inspect
 from PIL import Image
 
+from grpc_facade.pipeline import MEMORY_CHECK_EVERY
 from grpc_facade.stack import Stack, health_serving, wait_until
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
+from tasks.shared import redis_store
 from tests.conftest import free_port, kill, private_stack, variant
 
 PASSWORD = "fault-test-password-3b1f"
@@ -277,6 +279,31 @@ def test_redis_filling_up_refuses_new_images_and_keeps_every_worker(faulty: Stac
     # Once the answered images have left Redis, new ones are taken again.
     later = variant(t1_bytes, 47)
     wait_until(lambda: send(later) == "Success", AFTER_RUN + 30, "an image accepted after the burst")
+
+def test_kept_results_make_room_for_new_images(faulty: Stack, astronaut_bytes: bytes) -> None:
+    # Answers kept for repeats (RESULT_TTL, a day) fill a Redis with a maxmemory under
+    # steady traffic; they are a cache of output/ and must not stop new work.
+    redis = faulty_redis(faulty)
+    store = redis_store.ImageStore(redis, image_ttl=60, result_ttl=600)
+    keys = [f"{n:064x}" for n in range(2000)]  # 20 MB, more than earlier tests' images about to expire
+    for key in keys:
+        store.put_outcome(key, {"document": {"faces": ["x" * 10_000]}, "storage": {}})
+    redis.config_set("maxmemory", int(redis_store.memory(redis)[0] / (MEMORY_LIMIT + 0.05)))
+    time.sleep(MEMORY_CHECK_EVERY)  # the facade trusts its last reading of Redis's memory that long
+    try:
+        response = stub(faulty).ProcessImage(pb.ImageRequest(image_data=variant(astronaut_bytes, 49)), timeout=60)
+        assert response.status == "Success"
+        kept = [bool(redis.exists(f"{key}:result")) for key in keys]
+        assert not kept[0] and kept[-1] and kept == sorted(kept)  # the oldest went first
+        assert redis.exists(f"{response.redis_key}:result")  # the new answer is kept in turn
+    finally:
+        redis.config_set("maxmemory", 0)
+        redis.delete(*(f"{key}:result" for key in keys))
+        redis.zrem(redis_store.KEPT_RESULTS, *keys)
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{faulty.config.metrics_port}/metrics", timeout=10).read().decode()
+    counted = next(line for line in scrape.splitlines() if line.startswith("facade_kept_results_dropped_total "))
+    assert float(counted.split()[1]) >= kept.count(False)  # with any older answers of this module's runs
+
 
 def test_no_log_shows_the_redis_password(faulty: Stack) -> None:
     logs = list(faulty.log_dir.glob("*.log"))

@@ -1,6 +1,7 @@
 """A Redis near or at its ``maxmemory`` (Redis's default noeviction policy then refuses
-writes): the facade answers RESOURCE_EXHAUSTED and stores nothing. The facade's servicers
-run in this process against a Redis of their own; no worker is needed, since nothing is sent."""
+writes): the facade first drops the oldest kept results, then answers RESOURCE_EXHAUSTED
+and stores nothing. The facade's servicers run in this process against a Redis of their
+own; no worker is needed, since nothing is sent."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from grpc_facade.pipeline import Pipeline, RedisFull
 from grpc_facade.server import build_server
 from grpc_facade.servicers import _redis_full
 from grpc_facade.stack import redis_answers, redis_server_argv, wait_until
-from tasks.shared import settings
+from tasks.shared import redis_store, settings
 from tests.conftest import SERVICES, call_service, free_port, variant
 
 
@@ -108,3 +109,52 @@ def test_a_message_redis_refuses_is_told_from_a_redis_that_is_down(full_redis: s
     with pytest.raises(kombu.exceptions.OperationalError) as down:
         Celery(broker=f"redis://127.0.0.1:{free_port()}/0").send_task("tasks.nothing", queue="full-redis-test", retry=False)
     assert not _redis_full(down.value)
+
+
+@contextlib.contextmanager
+def filled(url: str, kept: int, other: int, fullness: float) -> Iterator[tuple[redis.Redis, list[str]]]:
+    """The Redis at ``url`` holding ``kept`` results of about 10 KiB, kept one after the
+    other (the oldest first in the list), and ``other`` bytes of something else, its
+    ``maxmemory`` set so that it is ``fullness`` full."""
+    client = redis.Redis.from_url(url)
+    client.config_set("maxmemory", 0)
+    client.flushdb()
+    store = redis_store.ImageStore(client, image_ttl=60, result_ttl=600)
+    keys = [f"{n:064x}" for n in range(kept)]
+    for key in keys:
+        store.put_outcome(key, {"document": {"faces": ["x" * 10_000]}, "storage": {}})
+    if other:
+        client.set("other", b"o" * other)
+    client.config_set("maxmemory", int(redis_store.memory(client)[0] / fullness))
+    try:
+        yield client, keys
+    finally:
+        client.config_set("maxmemory", 0)
+        client.flushdb()
+        client.config_set("maxmemory", 1)
+
+
+def test_the_oldest_kept_results_make_room_for_new_images(full_redis: str) -> None:
+    dropped: list[int] = []
+    pipeline = Pipeline(config(full_redis, memory_limit=0.9), on_results_dropped=dropped.append)
+    with filled(full_redis, kept=400, other=2 * 2**20, fullness=0.95) as (client, keys):
+        pipeline.check_room(100_000)  # no RedisFull
+        assert len(dropped) == 1 and 0 < dropped[0] < len(keys)
+        gone = [key for key in keys if not client.exists(f"{key}:result")]
+        assert gone == keys[: dropped[0]]  # the oldest, and only those
+        assert client.zcard(redis_store.KEPT_RESULTS) == len(keys) - dropped[0]
+        assert client.strlen("other") == 2 * 2**20  # nothing else is touched
+        used, limit = redis_store.memory(client)
+        assert used + 100_000 < (0.9 - 0.05) * limit  # room made down to the margin below the limit
+        pipeline.check_room(100_000)
+        assert len(dropped) == 1  # the margin holds the next images without dropping more
+
+
+def test_a_redis_full_of_other_data_still_refuses_new_images(full_redis: str) -> None:
+    dropped: list[int] = []
+    pipeline = Pipeline(config(full_redis, memory_limit=0.9), on_results_dropped=dropped.append)
+    with filled(full_redis, kept=20, other=8 * 2**20, fullness=0.97) as (client, keys):
+        with pytest.raises(RedisFull):
+            pipeline.check_room(100_000)
+        assert dropped == [len(keys)]  # every kept result went, and still no room
+        assert client.zcard(redis_store.KEPT_RESULTS) == 0 and client.strlen("other") == 8 * 2**20

@@ -4,11 +4,13 @@ chord always completes (against the session's real Redis, without a worker)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tasks import worker_io
+from tasks.shared import redis_store
 from tests.conftest import RunningStack
 
 KEY = "e" * 64
@@ -21,6 +23,7 @@ def real_store(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield
     worker_io.image_store.cache_clear()
     stack.redis.delete(KEY, *(f"{KEY}:{suffix}" for suffix in ("landmark", "agegender", "result", "running")))
+    stack.redis.zrem(redis_store.KEPT_RESULTS, KEY)
 
 
 def test_a_model_that_raises_becomes_a_failure_result(stack: RunningStack, real_store: None) -> None:
@@ -102,3 +105,22 @@ def test_a_finished_run_lets_its_image_and_stage_results_expire_soon(stack: Runn
     stack.redis.set(f"{KEY}:running", "run-2")  # a newer run of the same bytes needs them
     assert not store.expire_run_inputs(KEY, "run-1", stages, 5)
     assert min(ttls()) > 60
+
+
+def test_kept_results_are_noted_oldest_first_until_they_expire(stack: RunningStack, real_store: None) -> None:
+    store = redis_store.ImageStore(stack.redis, image_ttl=60, result_ttl=1)
+    older = "d" * 64
+    try:
+        store.put_outcome(older, {"document": {}, "storage": {}})
+        store.put_outcome(KEY, {"document": {}, "storage": {}})
+        noted = [key.decode() for key in stack.redis.zrange(redis_store.KEPT_RESULTS, 0, -1)]
+        assert noted.index(older) < noted.index(KEY)
+        time.sleep(1.1)
+        store.put_outcome(KEY, {"document": {}, "storage": {}})  # the older one has expired: its note goes
+        assert stack.redis.zscore(redis_store.KEPT_RESULTS, older) is None
+        assert stack.redis.zscore(redis_store.KEPT_RESULTS, KEY) is not None
+        assert store.drop_oldest_outcomes(1) == 1
+        assert not stack.redis.exists(f"{KEY}:result")
+    finally:
+        stack.redis.delete(f"{older}:result")
+        stack.redis.zrem(redis_store.KEPT_RESULTS, older)

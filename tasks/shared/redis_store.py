@@ -6,7 +6,10 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
 - ``<key>:landmark``, ``<key>:agegender``: each stage's JSON result, expiring after
   ``RESULT_TTL``.
 - ``<key>:result``: the merged outcome of a fully successful run (what ``GetResult`` and
-  repeated requests answer from), expiring after ``RESULT_TTL``.
+  repeated requests answer from), expiring after ``RESULT_TTL``, or dropped oldest first
+  when Redis needs the room (:meth:`ImageStore.drop_oldest_outcomes`; ``output/`` keeps them).
+- ``kept-results``: a sorted set of the keys with a ``<key>:result``, scored by when it
+  was written, so that the oldest can be found.
 - ``<key>:running``: the id of the run (its storage task's id) now computing this image, so that concurrent
   requests for the same image wait for one run instead of starting another.
 
@@ -20,6 +23,7 @@ Also there: Celery's own keys (``celery-task-meta-*``, the queues).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -49,6 +53,9 @@ FULL = redis.exceptions.OutOfMemoryError
 
 class ImageMissing(LookupError):
     """The image is not (or no longer) in Redis: never stored, or expired."""
+
+
+KEPT_RESULTS = "kept-results"
 
 
 def stage_key(key: str, stage: str) -> str:
@@ -96,7 +103,22 @@ class ImageStore:
         return None if raw is None else json.loads(raw)
 
     def put_outcome(self, key: str, outcome: dict[str, Any]) -> None:
-        self.put_stage_result(key, "result", outcome)
+        """Keep ``outcome`` for ``RESULT_TTL`` and note when, forgetting notes of outcomes
+        already expired."""
+        now = time.time()
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(stage_key(key, "result"), json.dumps(outcome), ex=self.result_ttl)
+            pipe.zadd(KEPT_RESULTS, {key: now})
+            pipe.zremrangebyscore(KEPT_RESULTS, "-inf", now - self.result_ttl)
+            pipe.execute()
+
+    def drop_oldest_outcomes(self, count: int) -> int:
+        """Delete the ``count`` oldest kept outcomes (their ``output/`` files stay); returns
+        how many were still noted. Neither command needs memory, so a full Redis runs them."""
+        oldest = self.redis.zpopmin(KEPT_RESULTS, count)
+        if oldest:
+            self.redis.delete(*(stage_key(key.decode(), "result") for key, _ in oldest))
+        return len(oldest)
 
     def get_outcome(self, key: str) -> dict[str, Any] | None:
         return self.get_stage_result(key, "result")
