@@ -26,25 +26,29 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import publish  # noqa: E402
 from bench.speed import distinct_copies, end_to_end, free_port, photo_options, private_stack, resized  # noqa: E402
-from tasks.shared import settings  # noqa: E402
+from tasks.shared import redis_store, settings  # noqa: E402
 
 SECTION = "Redis memory per request (`bench/redis_memory.py`)"
 _KEY = re.compile(r"([0-9a-f]{64})(?::(\w+))?")
 
 
 def kind(key: str) -> str | None:
-    """What a key holds: ``image``, a stage or run suffix, ``Celery task result``; None
-    for the broker's own keys (queues, bindings), which do not grow with requests."""
+    """What a key holds: ``image``, a stage or run suffix, ``Celery task result``, the
+    kept results' index; None for the broker's own keys (queues, bindings), which do not
+    grow with requests."""
     if key.startswith("celery-task-meta-"):
         return "Celery task result"
+    if key == redis_store.KEPT_RESULTS:
+        return "kept results' index"
     match = _KEY.fullmatch(key)
     if match is None:
         return None
     return match[2] or "image"
 
 
-def survey(client: redis.Redis) -> dict[str, tuple[int, int, int]]:
-    """Per kind: (keys, bytes in all, longest expiry left in seconds)."""
+def survey(client: redis.Redis, result_ttl: int) -> dict[str, tuple[int, int, int]]:
+    """Per kind: (keys, bytes in all, longest expiry left in seconds). The kept results'
+    index has no expiry of its own: its entries leave ``result_ttl`` after their result."""
     keys: collections.Counter[str] = collections.Counter()
     size: collections.Counter[str] = collections.Counter()
     expiry: dict[str, int] = {}
@@ -53,7 +57,8 @@ def survey(client: redis.Redis) -> dict[str, tuple[int, int, int]]:
         if name is not None:
             keys[name] += 1
             size[name] += client.memory_usage(raw) or 0
-            expiry[name] = max(expiry.get(name, 0), client.ttl(raw))
+            ttl = result_ttl if raw.decode() == redis_store.KEPT_RESULTS else client.ttl(raw)
+            expiry[name] = max(expiry.get(name, 0), ttl)
     return {name: (keys[name], size[name], expiry[name]) for name in keys}
 
 
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"redis://127.0.0.1:{free_port()}/0"
     with private_stack(redis_url=url) as (_, target, _cold):
         end_to_end(target, images, args.concurrency)
-        kinds = survey(redis.Redis.from_url(url))
+        kinds = survey(redis.Redis.from_url(url), settings.load().result_ttl)
     note = args.note or f"{args.photo} at {args.width} px"
     publish(table(kinds, args.images, note), args.append, SECTION)
     return 0

@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Cold start (`python -m grpc_facade.stack serve` to the first answer): {cold_start:.1f} s. "
         "Memory per worker, main + pool processes, PSS / RSS sum (RSS counts the pages they "
         f"share once per process): after warm-up {memory_line(warm)}; after the rounds {memory_line(loaded)}. "
-        f"Largest worker process after the rounds: a {biggest} process, {biggest_mb:.0f} MB RSS.",
+        f"Largest worker process after the rounds: one {biggest} process, {biggest_mb:.0f} MB RSS.",
         "",
     ]
     publish("\n".join(lines), append=not args.no_append)
