@@ -38,7 +38,8 @@ broker_transport_options = {
 }
 
 # Celery's task results are read by the requests waiting for their run, as soon as they are
-# written; the merged outcome stays longer, under <key>:result (RESULT_TTL).
+# written, however long the run waited in a queue; the facade shortens their expiry once it
+# has the answer. The merged outcome stays longer, under <key>:result (RESULT_TTL).
 result_expires = _config.image_ttl
 
 # A pool process loads and warms up its models before it reports for work

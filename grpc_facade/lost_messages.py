@@ -22,15 +22,21 @@ UNACKED = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged m
 SCAN_LIMIT = 100  # queues longer than this are not searched: the run just waits longer
 
 
+def steps(result: ResultBase) -> list[list[AsyncResult]]:
+    """The tasks of the run ending in ``result``, step by step in graph order (a step: one
+    task, or the tasks of a group side by side), as far as ``result`` knows its parents."""
+    found: list[list[AsyncResult]] = []
+    node: ResultBase | None = result
+    while node is not None:
+        found.append(list(node.results) if isinstance(node, GroupResult) else [node])  # type: ignore[arg-type]
+        node = node.parent
+    return found[::-1]
+
+
 def unfinished(result: ResultBase) -> list[AsyncResult]:
     """The first tasks of the run ending in ``result`` that have not succeeded (all of one
     step, in graph order); empty once every task has, or when a task failed for good."""
-    steps: list[list[AsyncResult]] = []
-    node: ResultBase | None = result
-    while node is not None:
-        steps.append(list(node.results) if isinstance(node, GroupResult) else [node])  # type: ignore[arg-type]
-        node = node.parent
-    for step in reversed(steps):
+    for step in steps(result):
         states = {task: task.state for task in step}
         if any(state not in ("PENDING", "SUCCESS") for state in states.values()):
             return []  # failed or retrying: its message is Celery's business, not a loss

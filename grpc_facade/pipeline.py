@@ -34,6 +34,7 @@ KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 MEMORY_CHECK_EVERY = 1.0  # seconds a reading of Redis's memory is trusted
 ROOM_MARGIN = 0.05  # share of maxmemory below the limit that dropping old results frees, so it is not redone at once
 DROP_BATCH = 200  # kept results dropped between two readings of Redis's memory
+JOIN_GRACE = 5  # seconds a run's Celery results outlive its answer, for a request joining the run as it ends
 
 
 class InvalidKey(ValueError):
@@ -201,14 +202,26 @@ class Pipeline:
         while True:
             remaining = deadline - time.monotonic()
             if every <= 0 or remaining <= every:
-                return _outcome(result, max(remaining, 0.001))  # Celery waits forever on 0
+                return self._answer(result, max(remaining, 0.001))  # Celery waits forever on 0
             try:
-                return _outcome(result, every)
+                return self._answer(result, every)
             except celery.exceptions.TimeoutError:
                 if self._lost(result):
                     log.warning("[%s] a message of this run was lost with a worker; sending the run again", key[:12])
                     self.on_sent_again()
                     result = workflow().apply_async()
+
+    def _answer(self, result: AsyncResult, timeout: float) -> Any:
+        """:func:`_outcome`; then Celery's results of the run expire within
+        ``AFTER_RUN_TTL`` (at least ``JOIN_GRACE``): Celery keeps them ``IMAGE_TTL`` for
+        runs waiting in a backlog, and once answered they serve only requests joining it."""
+        outcome = _outcome(result, timeout)
+        tasks = [task for step in lost_messages.steps(result) for task in step]
+        self.store.shorten_expiry(
+            [app.backend.get_key_for_task(task.id).decode() for task in tasks],
+            max(self.config.after_run_ttl, JOIN_GRACE),
+        )
+        return outcome
 
     def _lost(self, result: AsyncResult) -> bool:
         """Lost, and still lost a second later: a live worker records a message it takes

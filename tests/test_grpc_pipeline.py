@@ -11,6 +11,7 @@ import grpc
 import pytest
 from PIL import Image
 
+from grpc_facade.pipeline import JOIN_GRACE
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks import QUEUES
@@ -94,6 +95,19 @@ def test_t1_six_faces_end_to_end(stack: RunningStack, image_input, t1_bytes: byt
         assert 0 < stack.redis.ttl(stored) <= config.after_run_ttl
     assert stack.redis.ttl(f"{key}:result") > config.result_ttl - 60
     assert_queues_empty(stack)
+
+
+def test_celery_results_of_an_answered_run_leave_redis_soon(stack: RunningStack, image_input, astronaut_bytes: bytes) -> None:
+    # Celery keeps them IMAGE_TTL (an hour), for runs waiting in a backlog; once the facade
+    # has the answer they would only take room.
+    def celery_results() -> set[bytes]:
+        return set(stack.redis.scan_iter("celery-task-meta-*", count=1000))
+
+    before = celery_results()
+    assert process(image_input, variant(astronaut_bytes, 61)).status == "Success"
+    run = celery_results() - before
+    assert len(run) == len(QUEUES)  # one task per stage
+    assert all(0 < stack.redis.ttl(meta) <= max(settings.load().after_run_ttl, JOIN_GRACE) for meta in run)
 
 
 def test_image_without_faces_is_a_success_with_empty_lists(stack: RunningStack, image_input, no_face_bytes: bytes) -> None:

@@ -45,6 +45,15 @@ end
 return 1
 """
 
+# Shorten the expiry of KEYS to ARGV[1] seconds; never lengthen it.
+_SHORTEN_EXPIRY = """
+local ttl = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if redis.call('ttl', KEYS[i]) > ttl then redis.call('expire', KEYS[i], ttl) end
+end
+return 1
+"""
+
 # Redis unreachable for now: worth retrying (tasks) or answering UNAVAILABLE (facade).
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 # Redis at its ``maxmemory`` (noeviction, as a broker must be): it refuses writes until keys expire.
@@ -82,6 +91,7 @@ class ImageStore:
         self.redis = connection
         self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
         self._expire_unless_claimed = connection.register_script(_EXPIRE_UNLESS_CLAIMED)
+        self._shorten_expiry = connection.register_script(_SHORTEN_EXPIRY)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
 
@@ -149,3 +159,8 @@ class ImageStore:
         Returns whether they were shortened."""
         keys = [stage_key(key, "running"), key, *(stage_key(key, stage) for stage in stages)]
         return bool(self._expire_unless_claimed(keys=keys, args=[run_id, ttl]))
+
+    def shorten_expiry(self, keys: Sequence[str], ttl: int) -> None:
+        """Let ``keys`` expire within ``ttl`` seconds (those expiring sooner keep their expiry)."""
+        if keys:
+            self._shorten_expiry(keys=list(keys), args=[ttl])
