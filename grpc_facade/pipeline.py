@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import celery.exceptions
+import redis
 from celery import uuid
 from celery.canvas import Signature
 from celery.result import AsyncResult
@@ -217,10 +218,13 @@ class Pipeline:
         runs waiting in a backlog, and once answered they serve only requests joining it."""
         outcome = _outcome(result, timeout)
         tasks = [task for step in lost_messages.steps(result) for task in step]
-        self.store.shorten_expiry(
-            [app.backend.get_key_for_task(task.id).decode() for task in tasks],
-            max(self.config.after_run_ttl, JOIN_GRACE),
-        )
+        try:
+            self.store.shorten_expiry(
+                [app.backend.get_key_for_task(task.id).decode() for task in tasks],
+                max(self.config.after_run_ttl, JOIN_GRACE),
+            )
+        except redis.RedisError as error:  # housekeeping: the answer is here, they still expire later
+            log.warning("Celery's results of run %s keep IMAGE_TTL: %s", result.id, error)
         return outcome
 
     def _lost(self, result: AsyncResult) -> bool:
