@@ -33,7 +33,10 @@ KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 MEMORY_CHECK_EVERY = 1.0  # seconds a reading of Redis's memory is trusted
-ROOM_MARGIN = 0.05  # share of maxmemory below the limit that dropping old results frees, so it is not redone at once
+# Dropping old results frees this much below the limit, so it is not redone at once: a
+# share of maxmemory, at most what one request can wait for (docs/benchmarks.md).
+ROOM_MARGIN = 0.05
+ROOM_MARGIN_BYTES = 256 * 2**20
 DROP_BATCH = 200  # kept results dropped between two readings of Redis's memory
 JOIN_GRACE = 5  # seconds a run's Celery results outlive its answer, for a request joining the run as it ends
 
@@ -119,7 +122,7 @@ class Pipeline:
         at most once a second; the images let in meanwhile count against that reading.
 
         Past the limit, the oldest kept results are dropped first (``output/`` keeps them),
-        down to ``ROOM_MARGIN`` below it: a cache must not stop new work.
+        down to a margin below it: a cache must not stop new work.
         """
         with self._room:
             if time.monotonic() - self._memory_read >= MEMORY_CHECK_EVERY:
@@ -128,7 +131,8 @@ class Pipeline:
             share = self.config.redis_memory_limit
             pending = self._admitted + incoming
             if limit and used + pending >= share * limit:
-                used = self._drop_kept_results(used, pending, (share - ROOM_MARGIN) * limit)
+                margin = min(ROOM_MARGIN * limit, ROOM_MARGIN_BYTES)
+                used = self._drop_kept_results(used, pending, share * limit - margin)
                 self._memory = (used, limit)
                 if used + pending >= share * limit:
                     raise RedisFull(
