@@ -36,6 +36,19 @@ def test_both_baselines_find_and_estimate_the_six_faces_of_t1(t1_bytes: bytes) -
     assert baselines.run("lean", resized(ASTRONAUT_JPG, 320)) == 1  # another input shape, another session
 
 
+def test_the_lean_pipelines_network_input_is_what_opencv_would_build(t1_bytes: bytes) -> None:
+    import cv2
+    import numpy as np
+
+    from bench.baselines import network_input
+
+    image = cv2.imdecode(np.frombuffer(t1_bytes, np.uint8), cv2.IMREAD_COLOR_RGB)[:427, :640]  # 427: stretched to 448
+    for height, width in ((448, 640), (427, 640)):
+        expected = cv2.dnn.blobFromImage(image, 1.0, (width, height))
+        assert network_input(image, height, width).shape == expected.shape
+        assert np.array_equal(network_input(image, height, width), expected)
+
+
 def test_the_largest_worker_process_is_named_with_its_memory() -> None:
     # Two stand-ins for worker processes (their command lines name a queue); the larger holds 64 MB more.
     small = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-Q", "storage", "x"])
