@@ -12,8 +12,8 @@ label is ``M`` or ``F``; any other answer ("Unknown") is not right.
 
 The photos run through the service's own stage functions and backends (reduced decode
 for detection, full picture for age/gender), once per configuration below; the first
-is the service's default. ``--jitter`` instead measures how many genders change when
-every detected box moves by one pixel: the noise floor against which a change that
+is the service's default. ``--jitter`` instead measures how many genders change, and
+how far ages move, when every detected box moves by one pixel: the noise floor against which a change that
 moves boxes a little (bfloat16 or int8 detection, another resize) is judged.
 """
 
@@ -159,20 +159,25 @@ SHIFTS = {"moved 1 px right": (1, 0), "moved 1 px left": (-1, 0), "moved 1 px do
 
 def jitter_rows(pipeline: Pipeline, inputs: list[tuple[Photo, bytes]]) -> list[str]:
     """Table rows: genders right with the boxes as detected, then with every box (and its
-    points) moved one pixel each way, and how many answers that changes."""
+    points) moved one pixel each way, how many answers that changes, and how far it moves
+    the ages (mean and largest change, in years)."""
     scores = {name: Score() for name in ["as detected", *SHIFTS]}
     changed, detected = dict.fromkeys(scores, 0), 0
+    age_moves: dict[str, list[float]] = {name: [] for name in scores}
     for photo, data in inputs:
         found = pipeline.detect(data)
         detected += len(found)
         reference = pipeline.estimate(data, found)
         scores["as detected"].add(score(photo, reference))
+        age_moves["as detected"].extend(0.0 for _ in reference)
         for name, (dx, dy) in SHIFTS.items():
             answers = pipeline.estimate(data, [face.shifted(dx, dy) for face in found])
             scores[name].add(score(photo, answers))
             changed[name] += sum(a["gender"] != b["gender"] for a, b in zip(reference, answers, strict=True))
+            age_moves[name].extend(abs(a["age"] - b["age"]) for a, b in zip(reference, answers, strict=True))
     return [
-        f"| {name} | {s.right}/{s.scored} ({percent(s.right, s.scored)}) | {changed[name]} of {detected} |"
+        f"| {name} | {s.right}/{s.scored} ({percent(s.right, s.scored)}) | {changed[name]} of {detected} | "
+        f"{statistics.fmean(age_moves[name] or [0.0]):.1f} ({max(age_moves[name], default=0.0):.1f}) |"
         for name, s in scores.items()
     ]
 
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mosaic", type=int, default=0, metavar="N", help="tile the photos N x N into crowd-like pictures first (default: no)"
     )
     parser.add_argument(
-        "--jitter", action="store_true", help="instead: genders with every box moved one pixel each way (the configured default)"
+        "--jitter", action="store_true", help="instead: genders and ages with every box moved one pixel each way (the configured default)"
     )
     parser.add_argument("--append", action="store_true", help="also append the tables to docs/benchmarks.md")
     parser.add_argument("--note", default="", help="a line for the heading (what changed)")
@@ -262,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.jitter:
         lines = [
             *header,
-            "| boxes | genders right | answers that differ from the boxes as detected |",
-            "|---|---|---|",
+            "| boxes | genders right | answers that differ from the boxes as detected | ages moved, years: mean (largest) |",
+            "|---|---|---|---|",
             *jitter_rows(Pipeline(base), inputs),
             "",
         ]

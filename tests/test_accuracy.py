@@ -78,8 +78,12 @@ def test_jitter_moves_every_box_one_pixel_each_way() -> None:
     cells = [[cell.strip() for cell in row.split("|")[1:-1]] for row in rows]
     assert [row[0] for row in cells] == ["as detected", "moved 1 px right", "moved 1 px left", "moved 1 px down", "moved 1 px up"]
     assert cells[0][2] == "0 of 7"  # the reference differs from nothing; t1's six faces and the astronaut
+    assert cells[0][3] == "0.0 (0.0)"
     assert int(cells[0][1].split("/")[0]) >= 6  # the reference is the default pipeline's answers (see the test above)
-    for _, right, changed in cells:
+    for _, right, changed, ages in cells:
         got, scored = right.split(" ")[0].split("/")
         assert scored == "7" and 0 <= int(got) <= 7
         assert changed.endswith(" of 7") and 0 <= int(changed.split(" of ")[0]) <= 7
+        mean, largest = (float(value) for value in ages.replace("(", "").replace(")", "").split())
+        assert 0 <= mean <= largest <= 80  # Cydral's ages run from 0 to 80
+    assert any(float(row[3].split()[0]) > 0 for row in cells[1:])  # a moved box moves some age a little
