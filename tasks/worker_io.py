@@ -23,7 +23,9 @@ RETRY_POLICY: dict[str, Any] = {"autoretry_for": RETRYABLE, "retry_backoff": 1, 
 @cache
 def image_store() -> redis_store.ImageStore:
     config = settings.load()
-    return redis_store.ImageStore(redis_store.client(config.redis_url), config.image_ttl, config.result_ttl)
+    return redis_store.ImageStore(
+        redis_store.client(config.redis_url), config.image_ttl, config.result_ttl, config.kept_results_max
+    )
 
 
 def detected_faces(key: str) -> list[DetectedFace] | None:

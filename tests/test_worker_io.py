@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from tasks import worker_io
 from tasks.shared import redis_store
@@ -124,3 +125,26 @@ def test_kept_results_are_noted_oldest_first_until_they_expire(stack: RunningSta
     finally:
         stack.redis.delete(f"{older}:result")
         stack.redis.zrem(redis_store.KEPT_RESULTS, older)
+
+
+def test_past_kept_results_max_the_oldest_answers_go(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    own_db = redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/9")  # other tests' answers stay out
+    keys = [f"{i:064x}" for i in range(1, 6)]
+    try:
+        store = redis_store.ImageStore(own_db, image_ttl=60, result_ttl=600, kept_results_max=3)
+        for key in keys:
+            store.put_outcome(key, {"document": {}, "storage": {}})
+        assert [key.decode() for key in own_db.zrange(redis_store.KEPT_RESULTS, 0, -1)] == keys[2:]
+        assert [bool(own_db.exists(f"{key}:result")) for key in keys] == [False, False, True, True, True]
+
+        unlimited = redis_store.ImageStore(own_db, image_ttl=60, result_ttl=600)
+        for key in keys[:2]:
+            unlimited.put_outcome(key, {"document": {}, "storage": {}})
+        assert own_db.zcard(redis_store.KEPT_RESULTS) == 5
+
+        monkeypatch.setenv("KEPT_RESULTS_MAX", "7")  # what the storage worker's store is told
+        worker_io.image_store.cache_clear()
+        assert worker_io.image_store().kept_results_max == 7
+    finally:
+        worker_io.image_store.cache_clear()
+        own_db.flushdb()

@@ -7,7 +7,8 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
   ``RESULT_TTL``.
 - ``<key>:result``: the merged outcome of a fully successful run (what ``GetResult`` and
   repeated requests answer from), expiring after ``RESULT_TTL``, or dropped oldest first
-  when Redis needs the room (:meth:`ImageStore.drop_oldest_outcomes`; ``output/`` keeps them).
+  when Redis needs the room or more than ``KEPT_RESULTS_MAX`` are kept
+  (:meth:`ImageStore.drop_oldest_outcomes`; ``output/`` keeps them).
 - ``kept-results``: a sorted set of the keys with a ``<key>:result``, scored by when it
   was written, so that the oldest can be found.
 - ``<key>:running``: the id of the run (its storage task's id) now computing this image, so that concurrent
@@ -87,13 +88,16 @@ def client(url: str) -> redis.Redis:
 class ImageStore:
     """Reads and writes images and stage results in Redis."""
 
-    def __init__(self, connection: redis.Redis, image_ttl: int, result_ttl: int) -> None:
+    def __init__(self, connection: redis.Redis, image_ttl: int, result_ttl: int, kept_results_max: int = 0) -> None:
+        """``kept_results_max``: how many outcomes :meth:`put_outcome` keeps at most (0: no
+        limit but ``result_ttl``)."""
         self.redis = connection
         self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
         self._expire_unless_claimed = connection.register_script(_EXPIRE_UNLESS_CLAIMED)
         self._shorten_expiry = connection.register_script(_SHORTEN_EXPIRY)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
+        self.kept_results_max = kept_results_max
 
     def put_image(self, key: str, data: bytes) -> None:
         """Store the image bytes (again: same key, same bytes) and restart their expiry."""
@@ -114,13 +118,17 @@ class ImageStore:
 
     def put_outcome(self, key: str, outcome: dict[str, Any]) -> None:
         """Keep ``outcome`` for ``RESULT_TTL`` and note when, forgetting notes of outcomes
-        already expired."""
+        already expired; past ``kept_results_max`` outcomes, drop the oldest."""
         now = time.time()
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(stage_key(key, "result"), json.dumps(outcome), ex=self.result_ttl)
             pipe.zadd(KEPT_RESULTS, {key: now})
             pipe.zremrangebyscore(KEPT_RESULTS, "-inf", now - self.result_ttl)
-            pipe.execute()
+            pipe.zcard(KEPT_RESULTS)
+            kept = pipe.execute()[-1]
+        # Trimmed in batches, once 1 % over, rather than by one answer on every request.
+        if self.kept_results_max and kept > self.kept_results_max + self.kept_results_max // 100:
+            self.drop_oldest_outcomes(kept - self.kept_results_max)
 
     def drop_oldest_outcomes(self, count: int) -> int:
         """Delete the ``count`` oldest kept outcomes (their ``output/`` files stay); returns

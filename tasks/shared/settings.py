@@ -71,6 +71,7 @@ class Settings:
     metrics_port: int
     image_ttl: int
     result_ttl: int
+    kept_results_max: int
     after_run_ttl: int
     request_timeout: float
     visibility_timeout: int
@@ -126,6 +127,8 @@ def load() -> Settings:
         metrics_port=_env_int("METRICS_PORT", 9464),
         image_ttl=_env_int("IMAGE_TTL", 3600),
         result_ttl=_env_int("RESULT_TTL", 86400),
+        # About 1 GB of answers like t1's: Redis stays bounded without a maxmemory too.
+        kept_results_max=_env_int("KEPT_RESULTS_MAX", 100_000),
         after_run_ttl=_env_int("AFTER_RUN_TTL", 60),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
         # Longer than the slowest task, or that task runs twice.
