@@ -13,8 +13,9 @@ label is ``M`` or ``F``; any other answer ("Unknown") is not right.
 The photos run through the service's own stage functions and backends (reduced decode
 for detection, full picture for age/gender), once per configuration below; the first
 is the service's default. ``--jitter`` instead measures how many genders change, and
-how far ages move, when every detected box moves by one pixel: the noise floor against which a change that
-moves boxes a little (bfloat16 or int8 detection, another resize) is judged.
+how far ages move, when every detected box moves by one pixel: the noise floor against
+which a change that moves boxes a little (bfloat16 or int8 detection, another resize)
+is judged.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def load() -> Settings:
         metrics_port=_env_int("METRICS_PORT", 9464),
         image_ttl=_env_int("IMAGE_TTL", 3600),
         result_ttl=_env_int("RESULT_TTL", 86400),
-        # About 1 GB of answers like t1's: Redis stays bounded without a maxmemory too.
+        # Answers kept are bounded by count too, so that Redis is bounded without a maxmemory.
         kept_results_max=_env_int("KEPT_RESULTS_MAX", 100_000),
         after_run_ttl=_env_int("AFTER_RUN_TTL", 60),
         request_timeout=_env_float("REQUEST_TIMEOUT", 60.0),
