@@ -34,22 +34,18 @@ import redis
 # Compare and delete in one step, so that a claim taken over meanwhile is not dropped.
 _DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
-# Shorten the expiry of KEYS[2..] to ARGV[2] seconds unless the claim KEYS[1] belongs to
-# another run than ARGV[1]: that newer run stored the image again and still needs it.
-_EXPIRE_UNLESS_CLAIMED = """
-local claim = redis.call('get', KEYS[1])
-if claim and claim ~= ARGV[1] then return 0 end
-local ttl = tonumber(ARGV[2])
-for i = 2, #KEYS do
-  if redis.call('ttl', KEYS[i]) > ttl then redis.call('expire', KEYS[i], ttl) end
-end
-return 1
-"""
-
-# Shorten the expiry of KEYS to ARGV[1] seconds; never lengthen it.
+# Shorten the expiry of KEYS to ARGV[1] seconds, never lengthening it. With a run id in
+# ARGV[2], KEYS[1] is that run's claim and is left alone; nothing is shortened when the claim
+# belongs to another run, a newer run of the same image that still needs it.
 _SHORTEN_EXPIRY = """
 local ttl = tonumber(ARGV[1])
-for i = 1, #KEYS do
+local first = 1
+if ARGV[2] then
+  local claim = redis.call('get', KEYS[1])
+  if claim and claim ~= ARGV[2] then return 0 end
+  first = 2
+end
+for i = first, #KEYS do
   if redis.call('ttl', KEYS[i]) > ttl then redis.call('expire', KEYS[i], ttl) end
 end
 return 1
@@ -93,7 +89,6 @@ class ImageStore:
         limit but ``result_ttl``)."""
         self.redis = connection
         self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
-        self._expire_unless_claimed = connection.register_script(_EXPIRE_UNLESS_CLAIMED)
         self._shorten_expiry = connection.register_script(_SHORTEN_EXPIRY)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
@@ -166,7 +161,7 @@ class ImageStore:
         within ``ttl`` seconds, unless another run of the same bytes holds the claim now.
         Returns whether they were shortened."""
         keys = [stage_key(key, "running"), key, *(stage_key(key, stage) for stage in stages)]
-        return bool(self._expire_unless_claimed(keys=keys, args=[run_id, ttl]))
+        return bool(self._shorten_expiry(keys=keys, args=[ttl, run_id]))
 
     def shorten_expiry(self, keys: Sequence[str], ttl: int) -> None:
         """Let ``keys`` expire within ``ttl`` seconds (those expiring sooner keep their expiry)."""
