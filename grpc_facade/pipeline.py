@@ -6,9 +6,7 @@ status codes; tests and the benchmark can call them directly.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +23,9 @@ from tasks import app
 from tasks.shared import graph, logs, redis_store, settings
 from tasks.shared.document import SUCCESS
 from tasks.shared.imaging import check_image, image_key
-from tasks.shared.output_files import annotated_name, annotated_path, output_names, output_paths
+from tasks.shared.output_files import check_key, read_outcome
 
 log = logging.getLogger(__name__)
-
-KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
-
 
 MEMORY_CHECK_EVERY = 1.0  # seconds a reading of Redis's memory is trusted
 # Dropping old results frees this much below the limit, so it is not redone at once: a
@@ -39,10 +34,6 @@ ROOM_MARGIN = 0.05
 ROOM_MARGIN_BYTES = 256 * 2**20
 DROP_BATCH = 200  # kept results dropped between two readings of Redis's memory
 JOIN_GRACE = 5  # seconds a run's Celery results outlive its answer, for a request joining the run as it ends
-
-
-class InvalidKey(ValueError):
-    """Not a key this service makes (64 lowercase hex digits)."""
 
 
 class RedisFull(RuntimeError):
@@ -156,28 +147,21 @@ class Pipeline:
             self.on_results_dropped(dropped)
         return used
 
-    def stored_outcome(self, key: str) -> dict[str, Any] | None:
+    def stored_outcome(self, key: str, storage_timeout: float = 0) -> dict[str, Any] | None:
         """The outcome kept for ``key`` in Redis, else rebuilt from ``OUTPUT_DIR``, else None.
 
-        Any facade whose ``OUTPUT_DIR`` is the storage workers' shared folder answers it.
+        With ``storage_timeout``, a storage worker is asked next to read it from its own
+        ``OUTPUT_DIR``, so that a facade without the shared folder answers too; waiting
+        longer raises ``celery.exceptions.TimeoutError``.
         """
-        if not KEY_PATTERN.fullmatch(key):
-            raise InvalidKey(f"redis_key must be 64 lowercase hex digits (a SHA-256), got {key[:80]!r}")
-        outcome = self.store.get_outcome(key)
-        if outcome is not None:
+        outcome = self.store.get_outcome(check_key(key)) or read_outcome(self.config.output_dir, key)
+        if outcome is not None or storage_timeout <= 0:
             return outcome
-        json_path, _ = output_paths(self.config.output_dir, key)
+        reading = graph.read_result(app, key).apply_async()
         try:
-            document = json.loads(json_path.read_text())
-        except FileNotFoundError:
-            return None
-        json_name, image_name = output_names(key)
-        drawn = annotated_name(key) if annotated_path(self.config.output_dir, key).exists() else ""
-        storage = {
-            "status": "Success", "error": "", "runtime": 0.0,
-            "json_path": json_name, "image_path": image_name, "annotated_path": drawn,
-        }
-        return {"document": document, "storage": storage}
+            return reading.get(timeout=storage_timeout)
+        finally:
+            reading.forget()  # the outcome it carries is not kept twice
 
     def single_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """One stage on its own; returns the key and the stage result it stored in Redis."""

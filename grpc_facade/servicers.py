@@ -18,11 +18,12 @@ import kombu.exceptions
 
 from grpc_facade import messages
 from grpc_facade.metrics import Metrics
-from grpc_facade.pipeline import InvalidKey, Pipeline, RedisFull
+from grpc_facade.pipeline import Pipeline, RedisFull
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.shared import logs
 from tasks.shared.imaging import ImageError
+from tasks.shared.output_files import InvalidKey
 from tasks.shared.redis_store import FULL, UNREACHABLE
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class ImageInputServicer(pb_grpc.ImageInputServicer):
     def GetResult(self, request: pb.ResultRequest, context: grpc.ServicerContext) -> pb.CombinedResponse:
         started = time.perf_counter()
         with _status_on_error(context, "GetResult"):
-            outcome = self.pipeline.stored_outcome(request.redis_key)
+            outcome = self.pipeline.stored_outcome(request.redis_key, _timeout(context, self.pipeline))
         if outcome is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no stored result for {request.redis_key}")
         return messages.combined_response(outcome, time.perf_counter() - started, cached=True)

@@ -1,4 +1,5 @@
-"""Celery task of the ``storage`` queue: the graph's last task, which writes ``output/``."""
+"""Celery tasks of the ``storage`` queue, the workers that hold ``OUTPUT_DIR``: the graph's
+last task, which writes ``output/``, and the reading back of a result from there."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from tasks.shared import graph, logs, settings
 from tasks.annotate import draw
 from tasks.shared.imaging import JPEG_MAGIC, as_jpeg, decode_image, encode_jpeg
 from tasks.shared.document import build_document
-from tasks.shared.output_files import annotated_name, annotated_path, atomic_write, output_names, write_outputs
+from tasks.shared.output_files import (
+    annotated_name, annotated_path, atomic_write, output_names, read_outcome, write_outputs,
+)
 from tasks.shared.document import FAILURE, SUCCESS
 from tasks.shared.redis_store import ImageStore
 from tasks.worker_io import RETRY_POLICY, RETRYABLE, image_store
@@ -82,3 +85,10 @@ def store_results(
     documented keys)."""
     logs.request_key.set(key)
     return store_outputs(key, image_store(), settings.load(), task.request.id, annotate)
+
+
+@app.task(name="tasks.storage.read_result")
+def read_result(key: str) -> dict[str, Any] | None:
+    """The outcome of ``key`` from this worker's ``OUTPUT_DIR``, or None: how a facade
+    without that folder answers ``GetResult`` once Redis no longer keeps the answer."""
+    return read_outcome(settings.load().output_dir, key)

@@ -1,8 +1,9 @@
 """Three machines, made of network namespaces on one bridge, as the issue describes them.
 
 Host a: Redis (with a password) and the facade. Host b: a landmark and an age/gender
-worker. Host c: the same, the storage worker and a second facade. a and c use one shared
-results folder as ``OUTPUT_DIR``; b has none (it writes no files). Every request is sent
+worker. Host c: the same, the storage worker and a second facade. Host d: a third facade
+only. a and c use one shared results folder as ``OUTPUT_DIR``; b and d have none (b
+writes no files). Every request is sent
 from host a with the bundled client. Timeouts are the defaults (``VISIBILITY_TIMEOUT``):
 what is measured here is what a deployment gets.
 """
@@ -77,7 +78,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     shared, logs = base / "shared-results", base / "logs"
     shared.mkdir()
     logs.mkdir()
-    net = Network(["a", "b", "c"])
+    net = Network(["a", "b", "c", "d"])
     env = {k: v for k, v in os.environ.items() if k not in {"VISIBILITY_TIMEOUT", "OUTPUT_DIR"}}
     env.update(
         REDIS_URL=f"redis://:{PASSWORD}@{net['a'].address}:6379/0",
@@ -96,6 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             for queue in queues:
                 net.spawn(host, worker_argv(queue, f"{queue}@{host}", 1), host_env(env, output_dir), logs / f"{host}-{queue}.log")
         net.spawn("c", FACADE_ARGV, host_env(env, shared), logs / "c-facade.log")
+        net.spawn("d", FACADE_ARGV, host_env(env, base / "d-local"), logs / "d-facade.log")
         wait_ready(cluster)
         yield cluster
     finally:
@@ -103,7 +105,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def wait_ready(cluster: Cluster, timeout: float = 240) -> None:
-    """Every worker has loaded its models, and both facades serve (checked from host a)."""
+    """Every worker has loaded its models, and every facade serves (checked from host a)."""
     deadline = time.monotonic() + timeout
     for host, queues in WORKERS.items():
         for queue in queues:
@@ -112,7 +114,7 @@ def wait_ready(cluster: Cluster, timeout: float = 240) -> None:
                 assert time.monotonic() < deadline, f"worker {queue}@{host} not ready:\n{log.read_text()[-3000:]}"
                 time.sleep(0.5)
     check = "import sys; from grpc_facade.stack import wait_until, health_serving as ok; [wait_until(lambda t=t: ok(t), 60, t) for t in sys.argv[1:]]"
-    code, _, err = cluster.net.run("a", [sys.executable, "-c", check, cluster.target("a"), cluster.target("c")], cluster.env, 90)
+    code, _, err = cluster.net.run("a", [sys.executable, "-c", check, *(cluster.target(host) for host in "acd")], cluster.env, 90)
     assert code == 0, err[-3000:]
 
 
@@ -195,6 +197,7 @@ def test_a_worker_host_losing_power_mid_burst_costs_no_request(
 
 
 def test_any_facade_answers_get_result_from_the_shared_folder(cluster: Cluster, astronaut_bytes: bytes, tmp_path: Path) -> None:
+    # a and c read the shared folder themselves; d has none, and its facade asks the storage worker.
     image = tmp_path / "astronaut.jpg"
     image.write_bytes(variant(astronaut_bytes, 30))
     key = hashlib.sha256(image.read_bytes()).hexdigest()
@@ -204,10 +207,14 @@ def test_any_facade_answers_get_result_from_the_shared_folder(cluster: Cluster, 
     forget = "import sys, redis; print(redis.Redis.from_url(sys.argv[1]).delete(sys.argv[2]))"
     code, out, err = cluster.net.run("a", [sys.executable, "-c", forget, cluster.env["REDIS_URL"], f"{key}:result"], cluster.env, 60)
     assert (code, out.strip()) == (0, "1"), err
-    for host in ("a", "c"):
+    for host in "acd":
         code, [fetched], err = cluster.client("--target", cluster.target(host), "--get", key)
         assert code == 0, err[-3000:]
         response = fetched["response"]
         assert response["cached"] and response["status"] == "Success"
         assert response["storage_response"]["json_path"] == f"{key}.json"
         assert response["faces"] == processed["response"]["faces"]
+    read_back = re.findall(r"Task tasks\.storage\.read_result\[\S+\] succeeded", (cluster.logs / "c-storage.log").read_text())
+    assert len(read_back) == 1  # d's facade asked the storage worker; a's and c's read the folder
+    code, [unknown], _ = cluster.client("--target", cluster.target("d"), "--get", "0" * 64)
+    assert code != 0 and unknown["error"].startswith("NOT_FOUND")

@@ -64,6 +64,9 @@ TASK_NAMES = {
 }
 
 
+READ_RESULT = "tasks.storage.read_result"  # on the storage queue: a result read back from OUTPUT_DIR
+
+
 def per_face_stage(name: str) -> PerFaceStage:
     return next(stage for stage in PER_FACE_STAGES if stage.name == name)
 
@@ -76,6 +79,11 @@ def stage(app: Celery, name: str, key: str) -> Signature:
 def storage(app: Celery, key: str, annotate: bool = False) -> Signature:
     """The storage task; after the stages it receives their summaries first."""
     return app.signature(TASK_NAMES[STORAGE], args=(key, annotate))
+
+
+def read_result(app: Celery, key: str) -> Signature:
+    """The storage workers' reading of ``key``'s outcome from ``OUTPUT_DIR``."""
+    return app.signature(READ_RESULT, args=(key,))
 
 
 def workflow(app: Celery, key: str, annotate: bool, run_id: str) -> Signature:

@@ -1,12 +1,29 @@
-"""Writing output files so that a reader never sees half a file."""
+"""The files of ``OUTPUT_DIR``: written so that a reader never sees half a file, and read
+back as the outcome a request is answered with."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tasks.shared.document import SUCCESS
+
+_KEY = re.compile(r"[0-9a-f]{64}")  # an image's SHA-256: the only names these files take
+
+
+class InvalidKey(ValueError):
+    """Not a key this service makes (64 lowercase hex digits)."""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is an image key; :class:`InvalidKey` otherwise (it would become a path)."""
+    if not _KEY.fullmatch(key):
+        raise InvalidKey(f"an image key is 64 lowercase hex digits (a SHA-256), not {key[:80]!r}")
+    return key
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -53,3 +70,20 @@ def write_outputs(output_dir: Path, key: str, document: dict[str, Any], jpeg: by
     json_path, image_path = output_paths(output_dir, key)
     atomic_write(image_path, jpeg)
     atomic_write(json_path, json.dumps(document, indent=2).encode())
+
+
+def read_outcome(output_dir: Path, key: str) -> dict[str, Any] | None:
+    """The outcome of ``key`` rebuilt from its files in ``output_dir`` (as the storage task
+    returned it), or None when it has no ``<key>.json`` there (:func:`check_key` first)."""
+    json_path, _ = output_paths(output_dir, check_key(key))
+    try:
+        document = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        return None
+    json_name, image_name = output_names(key)
+    drawn = annotated_name(key) if annotated_path(output_dir, key).exists() else ""
+    storage = {
+        "status": SUCCESS, "error": "", "runtime": 0.0,
+        "json_path": json_name, "image_path": image_name, "annotated_path": drawn,
+    }
+    return {"document": document, "storage": storage}
