@@ -5,10 +5,14 @@ kombu's Redis transport takes a message with BRPOP and only then records it in i
 BRPOP is still open at Redis (up to a second: kombu's BRPOP timeout), takes the message
 with it: it is in no queue, in no ``unacked`` record, and no sweep brings it back.
 
-The facade can tell: Celery sends a chain's next task before it stores the result of the
+A facade can tell: Celery sends a chain's next task before it stores the result of the
 one that ran, so once the run's earlier tasks have succeeded, the first unfinished ones
-have a message in their queue or in ``unacked``, or they are lost. The facade then sends
-the run again (every stage is keyed by the image, so a second run is harmless).
+have a message in their queue or in ``unacked``, or they are lost. The run is then sent
+again (``grpc_facade/runs.py``; every stage is keyed by the image, so a second run is
+harmless).
+
+A run is given as its task ids step by step, in graph order (a step: one task, or the
+tasks of a group side by side): what :func:`task_ids` reads from a sent or frozen graph.
 """
 
 from __future__ import annotations
@@ -16,31 +20,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import redis
-from celery.result import AsyncResult, GroupResult, ResultBase
+from celery import Celery
+from celery.result import GroupResult, ResultBase
 
 UNACKED = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
 SCAN_LIMIT = 100  # queues longer than this are not searched: the run just waits longer
 
+Steps = list[list[str]]
 
-def steps(result: ResultBase) -> list[list[AsyncResult]]:
-    """The tasks of the run ending in ``result``, step by step in graph order (a step: one
-    task, or the tasks of a group side by side), as far as ``result`` knows its parents."""
-    found: list[list[AsyncResult]] = []
+
+def task_ids(result: ResultBase) -> Steps:
+    """The task ids of the run ending in ``result``, step by step in graph order, as far
+    as ``result`` knows its parents."""
+    found: Steps = []
     node: ResultBase | None = result
     while node is not None:
-        found.append(list(node.results) if isinstance(node, GroupResult) else [node])  # type: ignore[arg-type]
+        found.append([task.id for task in node.results] if isinstance(node, GroupResult) else [node.id])
         node = node.parent
     return found[::-1]
 
 
-def unfinished(result: ResultBase) -> list[AsyncResult]:
-    """The first tasks of the run ending in ``result`` that have not succeeded (all of one
-    step, in graph order); empty once every task has, or when a task failed for good."""
-    for step in steps(result):
-        states = {task: task.state for task in step}
+def unfinished(app: Celery, steps: Sequence[Sequence[str]]) -> list[str]:
+    """The first tasks of the run ``steps`` that have not succeeded (all of one step, in
+    graph order); empty once every task has, or when a task failed for good."""
+    for step in steps:
+        states = {task_id: app.AsyncResult(task_id).state for task_id in step}
         if any(state not in ("PENDING", "SUCCESS") for state in states.values()):
             return []  # failed or retrying: its message is Celery's business, not a loss
-        waiting = [task for task, state in states.items() if state == "PENDING"]
+        waiting = [task_id for task_id, state in states.items() if state == "PENDING"]
         if waiting:
             return waiting
     return []
@@ -64,8 +71,8 @@ def message_exists(client: redis.Redis, queues: Sequence[str], task_id: str) -> 
     return None if any(length > SCAN_LIMIT for length in waiting[0::2]) else False
 
 
-def lost(client: redis.Redis, queues: Sequence[str], result: ResultBase) -> bool:
-    """Whether a task of the run ending in ``result`` is unfinished and has no message
-    in ``queues`` (the stages' queues) or with a worker."""
-    tasks = unfinished(result)
-    return bool(tasks) and all(message_exists(client, queues, task.id) is False for task in tasks)
+def lost(client: redis.Redis, queues: Sequence[str], app: Celery, steps: Sequence[Sequence[str]]) -> bool:
+    """Whether a task of the run ``steps`` is unfinished and has no message in ``queues``
+    (the stages' queues) or with a worker."""
+    tasks = unfinished(app, steps)
+    return bool(tasks) and all(message_exists(client, queues, task_id) is False for task_id in tasks)

@@ -15,10 +15,10 @@ from typing import Any
 import celery.exceptions
 import redis
 from celery import uuid
-from celery.canvas import Signature
 from celery.result import AsyncResult
 
 from grpc_facade import lost_messages
+from grpc_facade.runs import LocalRun, Run, SharedRun
 from tasks import app
 from tasks.shared import graph, logs, redis_store, settings
 from tasks.shared.document import SUCCESS
@@ -95,14 +95,16 @@ class Pipeline:
                 return stored, True
         check_image(data, self.config.max_image_pixels)  # the key is known: hash the bytes once
         self.check_room(len(data))
-        run_id = uuid()
-        running = self.store.claim_run(key, run_id, timeout + 5)
+        run_id, claimed_for = uuid(), timeout + 5
+        running = self.store.claim_run(key, run_id, claimed_for)
         if running is not None:
             log.info("[%s] joining the run already under way (%s)", key[:12], running)
-            return _outcome(app.AsyncResult(running), timeout), False
+            return self._wait(SharedRun(self.store, key, running), key, timeout), False
         try:
             self.store.put_image(key, data)
-            return self._wait(lambda: graph.workflow(app, key, annotate, run_id), key, timeout), False
+            run = SharedRun(self.store, key, run_id)
+            run.send(annotate, claimed_for)
+            return self._wait(run, key, timeout), False
         finally:
             self.store.release_run(key, run_id)
 
@@ -166,7 +168,9 @@ class Pipeline:
     def single_stage(self, stage: str, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """One stage on its own; returns the key and the stage result it stored in Redis."""
         key = self.accept(data)
-        self._wait(lambda: graph.stage(app, stage, key), key, timeout)
+        run = LocalRun(lambda: graph.stage(app, stage, key))
+        run.send()
+        self._wait(run, key, timeout)
         result = self.store.get_stage_result(key, stage)
         if result is None:
             raise RuntimeError(f"the {stage} task finished but {redis_store.stage_key(key, stage)} is not in Redis")
@@ -175,53 +179,56 @@ class Pipeline:
     def store_only(self, data: bytes, timeout: float) -> tuple[str, dict[str, Any]]:
         """The storage stage on its own, merging whatever stage results Redis holds."""
         key = self.accept(data)
-        return key, self._wait(lambda: graph.storage(app, key).clone(args=([],)), key, timeout)
+        run = LocalRun(lambda: graph.storage(app, key).clone(args=([],)))
+        run.send()
+        return key, self._wait(run, key, timeout)
 
-    def _wait(self, workflow: Callable[[], Signature], key: str, timeout: float) -> Any:
-        """Send the graph ``workflow()`` builds and wait for its result, at most ``timeout``
-        seconds; send it again if a message of it was lost with a worker machine.
+    def _wait(self, run: Run, key: str, timeout: float) -> Any:
+        """Wait for ``run``'s result, at most ``timeout`` seconds; send it again if a
+        message of it was lost with a worker machine (unless another facade did).
 
         Raises ``celery.exceptions.TimeoutError`` when it takes longer; the work itself
         goes on and still writes its results.
         """
         deadline = time.monotonic() + timeout
-        result = workflow().apply_async()
-        log.debug("[%s] sent %s", key[:12], result.id)
+        result = app.AsyncResult(run.id)
         every = self.config.lost_message_check
         while True:
             remaining = deadline - time.monotonic()
             if every <= 0 or remaining <= every:
-                return self._answer(result, max(remaining, 0.001))  # Celery waits forever on 0
+                return self._answer(result, run, max(remaining, 0.001))  # Celery waits forever on 0
             try:
-                return self._answer(result, every)
+                return self._answer(result, run, every)
             except celery.exceptions.TimeoutError:
-                if self._lost(result):
-                    log.warning("[%s] a message of this run was lost with a worker; sending the run again", key[:12])
+                if self._lost(run) and run.send_again():
+                    log.warning("[%s] a message of this run was lost with a worker; sent the run again", key[:12])
                     self.on_sent_again()
-                    result = workflow().apply_async()
 
-    def _answer(self, result: AsyncResult, timeout: float) -> Any:
+    def _answer(self, result: AsyncResult, run: Run, timeout: float) -> Any:
         """:func:`_outcome`; then Celery's results of the run expire within
         ``AFTER_RUN_TTL`` (at least ``JOIN_GRACE``): Celery keeps them ``IMAGE_TTL`` for
         runs waiting in a backlog, and once answered they serve only requests joining it."""
         outcome = _outcome(result, timeout)
-        tasks = [task for step in lost_messages.steps(result) for task in step]
         try:
+            tasks = [task for step in run.latest() or [[run.id]] for task in step]
             self.store.shorten_expiry(
-                [app.backend.get_key_for_task(task.id).decode() for task in tasks],
-                max(self.config.after_run_ttl, JOIN_GRACE),
+                [app.backend.get_key_for_task(task).decode() for task in tasks], max(self.config.after_run_ttl, JOIN_GRACE)
             )
         except redis.RedisError as error:  # housekeeping: the answer is here, they still expire later
-            log.warning("Celery's results of run %s keep IMAGE_TTL: %s", result.id, error)
+            log.warning("Celery's results of run %s keep IMAGE_TTL: %s", run.id, error)
         return outcome
 
-    def _lost(self, result: AsyncResult) -> bool:
+    def _lost(self, run: Run) -> bool:
         """Lost, and still lost a second later: a live worker records a message it takes
         within milliseconds, and a chord sends its callback just after its last result."""
-        if not lost_messages.lost(self.store.redis, graph.QUEUES, result):
+        if not self._lost_now(run):
             return False
         time.sleep(1.0)
-        return lost_messages.lost(self.store.redis, graph.QUEUES, result)
+        return self._lost_now(run)
+
+    def _lost_now(self, run: Run) -> bool:
+        steps = run.latest()  # a run another facade sent again meanwhile has new tasks
+        return bool(steps) and lost_messages.lost(self.store.redis, graph.QUEUES, app, steps)
 
 
 def _outcome(result: AsyncResult, timeout: float) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -23,10 +24,11 @@ from celery.app.control import Inspect
 from PIL import Image
 
 from grpc_facade.pipeline import MEMORY_CHECK_EVERY
-from grpc_facade.stack import Stack, health_serving, wait_until
+from grpc_facade.stack import FACADE_ARGV, Stack, health_serving, wait_until
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.shared import redis_store
+from tasks.shared.settings import PROJECT_ROOT
 from tests.conftest import free_port, kill, private_stack, variant
 
 PASSWORD = "fault-test-password-3b1f"
@@ -49,8 +51,9 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def stub(stack: Stack) -> pb_grpc.ImageInputStub:
-    return pb_grpc.ImageInputStub(grpc.insecure_channel(stack.grpc_target))
+def stub(stack: Stack | str) -> pb_grpc.ImageInputStub:
+    """``ImageInput`` of ``stack``'s facade, or of the facade at the address ``stack``."""
+    return pb_grpc.ImageInputStub(grpc.insecure_channel(stack if isinstance(stack, str) else stack.grpc_target))
 
 
 def replace_worker(stack: Stack, name: str, **env: str) -> None:
@@ -148,7 +151,7 @@ def active_landmark_task(inspector: Inspect, timeout: float = 30) -> dict:
     raise AssertionError("the landmark task never started")
 
 
-def send_in_background(stack: Stack, data: bytes, timeout: float) -> tuple[threading.Thread, dict]:
+def send_in_background(stack: Stack | str, data: bytes, timeout: float) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
     def call() -> None:
@@ -214,6 +217,44 @@ def test_a_message_lost_with_a_worker_machine_is_sent_again(faulty: Stack, t1_by
     assert len(response.faces) == 6 and all(face.gender in ("Male", "Female") for face in response.faces)
     scrape = urllib.request.urlopen(f"http://127.0.0.1:{faulty.config.metrics_port}/metrics", timeout=10).read().decode()
     assert "facade_runs_sent_again_total 1.0" in scrape
+
+
+def test_a_facade_that_joined_a_run_sends_it_again_when_its_sender_died_and_a_message_was_lost(
+    faulty: Stack, t1_bytes: bytes
+) -> None:
+    redis = faulty_redis(faulty)
+    other_log = faulty.log_dir / "other-facade.log"
+    other_target = f"localhost:{free_port()}"
+    env = dict(faulty.env, GRPC_PORT=other_target.rsplit(":", 1)[1], METRICS_PORT="0")
+    with open(other_log, "wb") as output:
+        other = subprocess.Popen(FACADE_ARGV, env=env, cwd=PROJECT_ROOT, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: health_serving(other_target), 60, "the second facade", other)
+        kill(faulty, "worker-agegender")
+        data = variant(t1_bytes, 46)
+        sender, sent = send_in_background(faulty, data, timeout=90)
+        wait_until(lambda: redis.llen("agegender") == 1, 30, "the landmark task's age/gender message")
+        joiner, joined = send_in_background(other_target, data, timeout=90)
+        wait_until(lambda: "joining the run already under way" in other_log.read_text(), 30, "the second facade joining")
+        # The sender's machine dies, and with it the message its worker was taking.
+        kill(faulty, "facade")
+        assert redis.rpop("agegender") is not None
+        wait_until(lambda: redis.llen("agegender") == 1, 30, "the run sent again")
+        assert "a message of this run was lost" in other_log.read_text()
+    finally:
+        faulty.restart("worker-agegender")
+        if faulty.child("facade").process.poll() is not None:
+            faulty.restart("facade")
+    try:
+        joiner.join(timeout=120)
+        sender.join(timeout=30)
+        assert not joiner.is_alive() and "error" not in joined, joined.get("error")
+        assert joined["response"].status == "Success" and len(joined["response"].faces) == 6
+        assert sent["error"].code() == grpc.StatusCode.UNAVAILABLE  # its facade was gone
+    finally:
+        other.terminate()
+        other.wait(timeout=30)
+        wait_serving(faulty)
 
 
 def test_no_landmark_worker_means_deadline_exceeded_and_nothing_lost(faulty: Stack, t1_bytes: bytes) -> None:

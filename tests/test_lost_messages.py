@@ -12,7 +12,7 @@ import redis
 from celery import Celery, uuid
 from celery.result import AsyncResult, GroupResult
 
-from grpc_facade.lost_messages import SCAN_LIMIT, lost, message_exists, unfinished
+from grpc_facade.lost_messages import SCAN_LIMIT, lost, message_exists, task_ids, unfinished
 from tests.conftest import RunningStack
 
 QUEUES = ("lost-test-detect", "lost-test-estimate")
@@ -49,32 +49,33 @@ def test_a_queue_too_long_to_search_leaves_the_answer_open(own_db: str) -> None:
     assert message_exists(client, QUEUES, uuid()) is None
 
 
-def chain_of(app: Celery, *ids: str) -> AsyncResult:
-    result = None
-    for task_id in ids:
-        result = AsyncResult(task_id, app=app, parent=result)
-    assert result is not None
-    return result
+def test_a_runs_task_ids_step_by_step(own_db: str) -> None:
+    app = Celery(broker=own_db, backend=own_db)
+    detect, first, second, store = uuid(), uuid(), uuid(), uuid()
+    stages = GroupResult(uuid(), [AsyncResult(first, app=app), AsyncResult(second, app=app)], app=app,
+                         parent=AsyncResult(detect, app=app))
+    assert task_ids(AsyncResult(store, app=app, parent=stages)) == [[detect], [first, second], [store]]
+    assert task_ids(AsyncResult(store, app=app)) == [[store]]
 
 
 def test_the_first_unfinished_step_of_a_run(own_db: str) -> None:
     app = Celery(broker=own_db, backend=own_db)
     detect, estimate, store = uuid(), uuid(), uuid()
-    run = chain_of(app, detect, estimate, store)
-    assert [task.id for task in unfinished(run)] == [detect]
+    run = [[detect], [estimate], [store]]
+    assert unfinished(app, run) == [detect]
     app.backend.store_result(detect, {"status": "Success"}, "SUCCESS")
-    assert [task.id for task in unfinished(run)] == [estimate]
+    assert unfinished(app, run) == [estimate]
     app.backend.store_result(estimate, {"status": "Success"}, "SUCCESS")
     app.backend.store_result(store, {"status": "Success"}, "SUCCESS")
-    assert unfinished(run) == []
+    assert unfinished(app, run) == []
 
 
 def test_a_failed_step_is_not_taken_for_a_lost_one(own_db: str) -> None:
     app = Celery(broker=own_db, backend=own_db)
     detect, estimate = uuid(), uuid()
     app.backend.store_result(detect, ValueError("boom"), "FAILURE")
-    assert unfinished(chain_of(app, detect, estimate)) == []
-    assert not lost(redis.Redis.from_url(own_db), QUEUES, chain_of(app, detect, estimate))
+    assert unfinished(app, [[detect], [estimate]]) == []
+    assert not lost(redis.Redis.from_url(own_db), QUEUES, app, [[detect], [estimate]])
 
 
 def test_side_by_side_stages_wait_together(own_db: str) -> None:
@@ -82,10 +83,7 @@ def test_side_by_side_stages_wait_together(own_db: str) -> None:
     detect, first, second, store = uuid(), uuid(), uuid(), uuid()
     app.backend.store_result(detect, {"status": "Success"}, "SUCCESS")
     app.backend.store_result(first, {"status": "Success"}, "SUCCESS")
-    stages = GroupResult(uuid(), [AsyncResult(first, app=app), AsyncResult(second, app=app)], app=app,
-                         parent=AsyncResult(detect, app=app))
-    run = AsyncResult(store, app=app, parent=stages)
-    assert [task.id for task in unfinished(run)] == [second]
+    assert unfinished(app, [[detect], [first, second], [store]]) == [second]
 
 
 def test_lost_only_when_no_unfinished_task_has_a_message(own_db: str) -> None:
@@ -93,10 +91,10 @@ def test_lost_only_when_no_unfinished_task_has_a_message(own_db: str) -> None:
     app = Celery(broker=own_db, backend=own_db)
     detect, estimate = uuid(), uuid()
     app.backend.store_result(detect, {"status": "Success"}, "SUCCESS")
-    run = chain_of(app, detect, estimate)
+    run = [[detect], [estimate]]
     client.lpush(QUEUES[1], message(estimate))
-    assert not lost(client, QUEUES, run)
+    assert not lost(client, QUEUES, app, run)
     client.delete(QUEUES[1])
-    assert lost(client, QUEUES, run)
+    assert lost(client, QUEUES, app, run)
     app.backend.store_result(estimate, {"status": "Success"}, "SUCCESS")
-    assert not lost(client, QUEUES, run)
+    assert not lost(client, QUEUES, app, run)

@@ -23,7 +23,7 @@ def real_store(stack: RunningStack, monkeypatch: pytest.MonkeyPatch) -> Iterator
     worker_io.image_store.cache_clear()
     yield
     worker_io.image_store.cache_clear()
-    stack.redis.delete(KEY, *(f"{KEY}:{suffix}" for suffix in ("landmark", "agegender", "result", "running")))
+    stack.redis.delete(KEY, *(f"{KEY}:{suffix}" for suffix in ("landmark", "agegender", "result", "running", "tasks")))
     stack.redis.zrem(redis_store.KEPT_RESULTS, KEY)
 
 
@@ -74,6 +74,22 @@ def test_a_run_releases_only_its_own_claim(stack: RunningStack, real_store: None
     assert stack.redis.get(f"{KEY}:running") == b"run-1"
     store.release_run(KEY, "run-1")
     assert not stack.redis.exists(f"{KEY}:running")
+
+
+def test_a_runs_tasks_are_noted_with_its_claim_and_replaced_once(stack: RunningStack, real_store: None) -> None:
+    store = worker_io.image_store()
+    assert store.claim_run(KEY, "run-1", ttl=30) is None
+    store.note_run_tasks(KEY, '{"steps": 1}', ttl=30)
+    assert store.run_tasks(KEY) == '{"steps": 1}' and 25 < stack.redis.ttl(f"{KEY}:tasks") <= 30
+    stack.redis.expire(f"{KEY}:tasks", 20)
+    # Two facades that read the same note and found the run lost: only the first replaces it.
+    assert store.replace_run_tasks(KEY, '{"steps": 1}', '{"steps": 2}')
+    assert not store.replace_run_tasks(KEY, '{"steps": 1}', '{"steps": 3}')
+    assert store.run_tasks(KEY) == '{"steps": 2}' and 15 < stack.redis.ttl(f"{KEY}:tasks") <= 20  # its expiry kept
+    store.release_run(KEY, "run-2")  # another run's release leaves both
+    assert store.run_tasks(KEY) == '{"steps": 2}'
+    store.release_run(KEY, "run-1")
+    assert store.run_tasks(KEY) is None and not stack.redis.exists(f"{KEY}:running")
 
 
 def test_a_finished_run_lets_its_image_and_stage_results_expire_soon(stack: RunningStack, real_store: None) -> None:

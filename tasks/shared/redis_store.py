@@ -13,6 +13,8 @@ Keys (``<key>`` is the SHA-256 hex of the image bytes):
   was written, so that the oldest can be found.
 - ``<key>:running``: the id of the run (its storage task's id) now computing this image, so that concurrent
   requests for the same image wait for one run instead of starting another.
+- ``<key>:tasks``: that run's task ids, as long as its claim: every facade waiting for the
+  run checks it for lost messages (``grpc_facade/runs.py``).
 
 Once a run has succeeded, its image and stage results expire sooner, after
 ``AFTER_RUN_TTL`` (:meth:`ImageStore.expire_run_inputs`): ``output/`` and ``<key>:result``
@@ -31,8 +33,17 @@ from typing import Any
 
 import redis
 
-# Compare and delete in one step, so that a claim taken over meanwhile is not dropped.
-_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# Compare and delete in one step, so that a claim taken over meanwhile is not dropped (nor
+# the other KEYS, which belong to it).
+_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', unpack(KEYS)) end return 0"
+
+# Compare and replace in one step, keeping the expiry: of two facades that replace the
+# same value, only the first does.
+_REPLACE_IF_EQUAL = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+"""
 
 # Shorten the expiry of KEYS to ARGV[1] seconds, never lengthening it. With a run id in
 # ARGV[2], KEYS[1] is that run's claim and is left alone; nothing is shortened when the claim
@@ -89,6 +100,7 @@ class ImageStore:
         limit but ``result_ttl``)."""
         self.redis = connection
         self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
+        self._replace_if_equal = connection.register_script(_REPLACE_IF_EQUAL)
         self._shorten_expiry = connection.register_script(_SHORTEN_EXPIRY)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
@@ -153,8 +165,23 @@ class ImageStore:
         return current.decode() if current is not None else self.claim_run(key, run_id, ttl)
 
     def release_run(self, key: str, run_id: str) -> None:
-        """Drop the claim if it is still ``run_id``'s (a later run may hold it now)."""
-        self._delete_if_equal(keys=[stage_key(key, "running")], args=[run_id])
+        """Drop the claim, and the run's tasks noted with it, if it is still ``run_id``'s
+        (a later run may hold it now)."""
+        self._delete_if_equal(keys=[stage_key(key, "running"), stage_key(key, "tasks")], args=[run_id])
+
+    def note_run_tasks(self, key: str, note: str, ttl: float) -> None:
+        """Note the tasks of the run now computing ``key`` (``note``: JSON), for ``ttl`` seconds."""
+        self.redis.set(stage_key(key, "tasks"), note, px=max(1, int(ttl * 1000)))
+
+    def run_tasks(self, key: str) -> str | None:
+        """What :meth:`note_run_tasks` noted for ``key``, while it lasts."""
+        note = self.redis.get(stage_key(key, "tasks"))
+        return None if note is None else note.decode()
+
+    def replace_run_tasks(self, key: str, seen: str, note: str) -> bool:
+        """Note ``note`` instead of ``seen``, unless the note is no longer ``seen``; returns
+        whether it was replaced (its expiry stays)."""
+        return bool(self._replace_if_equal(keys=[stage_key(key, "tasks")], args=[seen, note]))
 
     def expire_run_inputs(self, key: str, run_id: str, stages: Sequence[str], ttl: int) -> bool:
         """After run ``run_id`` succeeded: let the image and the ``stages``' results expire
