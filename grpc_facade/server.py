@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -28,6 +29,7 @@ from tasks.shared import logs, settings
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE = 10  # seconds in-flight requests get to finish once the facade is told to stop
 SERVICE_NAMES = [service.full_name for service in pb.DESCRIPTOR.services_by_name.values()]
 METHOD_LABELS = [method_label(f"/{service.full_name}/{method.name}")
                  for service in pb.DESCRIPTOR.services_by_name.values() for method in service.methods]
@@ -66,7 +68,8 @@ def build_server(config: settings.Settings, metrics: Metrics) -> tuple[grpc.Serv
 
 
 def serve(config: settings.Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 10 s)."""
+    """Serve until SIGINT or SIGTERM, then finish in-flight requests (up to ``STOP_GRACE``
+    seconds) and exit."""
     metrics = Metrics(queue_client(config.redis_url), METHOD_LABELS)
     server, pipeline_health, port = build_server(config, metrics)
     metrics_server = metrics.serve(config.grpc_host, config.metrics_port) if config.metrics_port else None
@@ -82,9 +85,14 @@ def serve(config: settings.Settings) -> None:
     stopping.wait()
     log.info("Image Input Service stopping")
     pipeline_health.stop()
-    server.stop(grace=10).wait()
+    server.stop(grace=STOP_GRACE).wait(STOP_GRACE + 1)
     if metrics_server is not None:
         metrics_server.shutdown()
+    log.info("Image Input Service stopped")
+    logging.shutdown()
+    # Requests still waiting for the workers would keep the process alive until their
+    # deadlines: their clients are cut off, and their runs go on in the workers.
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

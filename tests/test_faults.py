@@ -231,21 +231,21 @@ def test_a_facade_that_joined_a_run_sends_it_again_when_its_sender_died_and_a_me
     try:
         wait_until(lambda: health_serving(other_target), 60, "the second facade", other)
         kill(faulty, "worker-agegender")
-        data = variant(t1_bytes, 46)
-        sender, sent = send_in_background(faulty, data, timeout=90)
-        wait_until(lambda: redis.llen("agegender") == 1, 30, "the landmark task's age/gender message")
-        joiner, joined = send_in_background(other_target, data, timeout=90)
-        wait_until(lambda: "joining the run already under way" in other_log.read_text(), 30, "the second facade joining")
-        # The sender's machine dies, and with it the message its worker was taking.
-        kill(faulty, "facade")
-        assert redis.rpop("agegender") is not None
-        wait_until(lambda: redis.llen("agegender") == 1, 30, "the run sent again")
-        assert "a message of this run was lost" in other_log.read_text()
-    finally:
-        faulty.restart("worker-agegender")
-        if faulty.child("facade").process.poll() is not None:
-            faulty.restart("facade")
-    try:
+        try:
+            data = variant(t1_bytes, 46)
+            sender, sent = send_in_background(faulty, data, timeout=90)
+            wait_until(lambda: redis.llen("agegender") == 1, 30, "the landmark task's age/gender message")
+            joiner, joined = send_in_background(other_target, data, timeout=90)
+            wait_until(lambda: "joining the run already under way" in other_log.read_text(), 30, "the second facade joining")
+            # The sender's machine dies, and with it the message its worker was taking.
+            kill(faulty, "facade")
+            assert redis.rpop("agegender") is not None
+            wait_until(lambda: redis.llen("agegender") == 1, 30, "the run sent again")
+            assert "a message of this run was lost" in other_log.read_text()
+        finally:
+            faulty.restart("worker-agegender")
+            if faulty.child("facade").process.poll() is not None:
+                faulty.restart("facade")
         joiner.join(timeout=120)
         sender.join(timeout=30)
         assert not joiner.is_alive() and "error" not in joined, joined.get("error")
