@@ -28,7 +28,7 @@ import redis
 from celery import Celery
 from PIL import Image
 
-from grpc_facade.stack import Stack, health_serving
+from grpc_facade.stack import Stack, health_serving, redis_answers, redis_server_argv, wait_until
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.shared import settings
@@ -165,6 +165,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 @pytest.fixture(scope="session")
 def image_input(stack: RunningStack) -> pb_grpc.ImageInputStub:
     return pb_grpc.ImageInputStub(stack.channel)
+
+
+@contextlib.contextmanager
+def private_redis(directory: Path, *args: str) -> Iterator[str]:
+    """A redis-server of its own on a free port (``args`` added to its command line); yields its URL."""
+    port = free_port()
+    process = subprocess.Popen([*redis_server_argv(port, directory), *args], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: redis_answers(url), 15, "redis-server", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @contextlib.contextmanager

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import subprocess
 import types
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import kombu.exceptions
@@ -22,24 +20,16 @@ from grpc_facade.metrics import Metrics, queue_client
 from grpc_facade.pipeline import Pipeline, RedisFull
 from grpc_facade.server import build_server
 from grpc_facade.servicers import _redis_full
-from grpc_facade.stack import redis_answers, redis_server_argv, wait_until
+from grpc_facade.stack import wait_until
 from tasks.shared import redis_store, settings
-from tests.conftest import SERVICES, call_service, free_port, variant
+from tests.conftest import SERVICES, call_service, free_port, private_redis, variant
 
 
 @pytest.fixture(scope="module")
 def full_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis whose ``maxmemory`` (1 byte) is always exceeded."""
-    port = free_port()
-    directory: Path = tmp_path_factory.mktemp("full-redis")
-    process = subprocess.Popen([*redis_server_argv(port, directory), "--maxmemory", "1"], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: redis_answers(url), 15, "redis-server", process)
+    with private_redis(tmp_path_factory.mktemp("full-redis"), "--maxmemory", "1") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def config(url: str, memory_limit: float) -> settings.Settings:

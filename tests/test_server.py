@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,24 +16,17 @@ import pytest
 import redis
 
 from grpc_facade.server import STOP_GRACE
-from grpc_facade.stack import redis_answers, redis_server_argv, wait_until
+from grpc_facade.stack import wait_until
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.shared.settings import PROJECT_ROOT
-from tests.conftest import free_port, variant
+from tests.conftest import free_port, private_redis, variant
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path):
-    port = free_port()
-    process = subprocess.Popen(redis_server_argv(port, tmp_path), stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: redis_answers(url), 15, "redis-server", process)
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    with private_redis(tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_a_stopped_facade_exits_within_its_grace_though_a_request_still_waits(
