@@ -48,6 +48,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ruamel.yaml import YAML
 
 import celeryconfig
+from grpc_facade.server import STOP_GRACE
 from grpc_facade.stack import redis_server_argv, wait_until
 from tasks.shared import settings
 
@@ -512,6 +513,22 @@ def check_env_example(compose: Compose, example: str | None = None) -> list[str]
     return problems
 
 
+def seconds(duration: str) -> float:
+    """A Compose duration such as ``15s``, ``1m30s`` or ``500ms``, in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a Compose duration: {duration!r}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def check_facade_stops_in_its_own_time(compose: Compose) -> list[str]:
+    """The facade gets longer to stop than the grace it gives requests under way (Docker's default: 10 s)."""
+    granted = seconds(str(compose["services"]["facade"].get("stop_grace_period", "10s")))
+    if granted <= STOP_GRACE:
+        return [f"the facade's stop_grace_period ({granted:g} s) leaves it no time past its own {STOP_GRACE} s grace"]
+    return []
+
+
 CHECKS: dict[str, Callable[[Compose], list[str]]] = {
     "workers match routes": check_workers_match_routes,
     "worker commands": check_worker_commands,
@@ -527,6 +544,7 @@ CHECKS: dict[str, Callable[[Compose], list[str]]] = {
     "workers ping their node": check_workers_ping_their_node,
     "secrets required": check_secrets_required,
     "env example": check_env_example,
+    "facade stops in its own time": check_facade_stops_in_its_own_time,
 }
 
 
@@ -714,6 +732,14 @@ def _flower_health_elsewhere(d: Compose) -> None:
     d["services"]["flower"]["healthcheck"] = {"test": ["CMD", "python", "-c", "print('OK')"]}
 
 
+def _default_stop_grace(d: Compose) -> None:
+    d["services"]["facade"].pop("stop_grace_period")
+
+
+def _stop_grace_equal_to_the_facades(d: Compose) -> None:
+    d["services"]["facade"]["stop_grace_period"] = f"{STOP_GRACE}s"
+
+
 def _no_flower_healthcheck(d: Compose) -> None:
     d["services"]["flower"].pop("healthcheck")
 
@@ -809,6 +835,7 @@ MISTAKES = {
                          _default_redis_password, _redis_without_password, _url_without_password,
                          _password_on_a_command_line],
     "env example": [_new_required_variable],
+    "facade stops in its own time": [_default_stop_grace, _stop_grace_equal_to_the_facades],
 }
 
 
