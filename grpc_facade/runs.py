@@ -68,8 +68,9 @@ class SharedRun:
         """The task ids of its latest sending, by whichever facade, as noted in Redis;
         None once the note is gone (the run answered, or its claim expired)."""
         note = self.store.run_tasks(self.key)
-        self._note = note if note is not None and json.loads(note)["run"] == self.id else None
-        return json.loads(self._note)["steps"] if self._note else None
+        noted = json.loads(note) if note is not None else {}
+        self._note = note if noted.get("run") == self.id else None  # not a later run's
+        return noted["steps"] if self._note else None
 
     def send_again(self) -> bool:
         """Send it again, unless another facade did since :meth:`latest` read the note;
