@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.processes import cpu_by_role, cpu_per_item  # noqa: E402
 from bench.report import publish  # noqa: E402
-from bench.speed import free_port, machine, p50_p95  # noqa: E402
+from bench.speed import machine, p50_p95  # noqa: E402
+from grpc_facade.stack import free_port  # noqa: E402
 from grpc_facade.stack import redis_answers, redis_server_argv, wait_until  # noqa: E402
 from tasks import QUEUES  # noqa: E402
 from tasks.shared import graph, settings  # noqa: E402

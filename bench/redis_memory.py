@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import publish  # noqa: E402
-from bench.speed import distinct_copies, end_to_end, free_port, photo_options, private_stack, resized  # noqa: E402
+from bench.speed import distinct_copies, end_to_end, photo_options, private_stack, resized  # noqa: E402
+from grpc_facade.stack import free_port  # noqa: E402
 from tasks.shared import redis_store, settings  # noqa: E402
 
 SECTION = "Redis memory per request (`bench/redis_memory.py`)"

@@ -30,7 +30,6 @@ import io
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grpc_facade.stack import health_serving  # noqa: E402
+from grpc_facade.stack import free_port, health_serving  # noqa: E402
 from proto import image_processing_pb2 as pb  # noqa: E402
 from proto import image_processing_pb2_grpc as pb_grpc  # noqa: E402
 from bench import baselines  # noqa: E402
@@ -62,12 +61,6 @@ CONCURRENCY = 8  # requests in flight for the service's throughput
 # A pause after each timed call of the paired latency: the plain script's onnxruntime
 # threads spin on for a while after a run and would slow whatever is timed next.
 SETTLE = 0.2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def photo_options(parser: argparse.ArgumentParser, width: int = 640) -> None:

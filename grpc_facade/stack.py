@@ -15,8 +15,10 @@ import argparse
 import contextlib
 import logging
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,35 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
 class StackError(RuntimeError):
     """The stack could not start; the message says which part and why."""
+
+
+_PORTS_GIVEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on, for a child started soon (tests and benchmarks).
+
+    Drawn below the kernel's ephemeral range: an outgoing connection, such as any of the
+    stack's to Redis, takes its local port from that range and could take a port picked
+    there before the child binds it.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    start = 10000 if low > 11000 else 1024
+    for _ in range(1000):
+        port = random.randrange(start, low)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise OSError(f"no free port between {start} and {low}")
 
 
 def redis_answers(url: str) -> bool:

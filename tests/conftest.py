@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import redis
 from celery import Celery
 from PIL import Image
 
-from grpc_facade.stack import Stack, health_serving, redis_answers, redis_server_argv, wait_until
+from grpc_facade.stack import Stack, free_port, health_serving, redis_answers, redis_server_argv, wait_until
 from proto import image_processing_pb2 as pb
 from proto import image_processing_pb2_grpc as pb_grpc
 from tasks.shared import settings
@@ -36,12 +35,6 @@ from tasks.shared.settings import PROJECT_ROOT
 
 T1_JPG = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
 ASTRONAUT_JPG = PROJECT_ROOT / "images" / "astronaut.jpg"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ from ruamel.yaml import YAML
 
 import celeryconfig
 from grpc_facade.server import STOP_GRACE
-from grpc_facade.stack import redis_server_argv, wait_until
+from grpc_facade.stack import free_port, redis_server_argv, wait_until
 from tasks.shared import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -917,12 +917,6 @@ def test_facade_healthcheck_command_runs(compose: Compose) -> None:
         server.stop(None)
     assert serving.returncode == 0, serving.stderr
     assert not_serving.returncode == 1, not_serving.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def redis_cli_binary() -> str:
