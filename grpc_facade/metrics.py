@@ -152,7 +152,7 @@ class Metrics:
             ["stage"], buckets=STAGE_BUCKETS, registry=self.registry,
         )
         self.runs_sent_again = Counter(
-            "facade_runs_sent_again", "Runs sent again because a message of theirs was lost with a worker machine",
+            "facade_runs_sent_again", "Runs sent again because a message of theirs was lost with a worker machine, or sent for a facade that died after claiming them",
             registry=self.registry,
         )
         self.kept_results_dropped = Counter(

@@ -95,15 +95,15 @@ class Pipeline:
                 return stored, True
         check_image(data, self.config.max_image_pixels)  # the key is known: hash the bytes once
         self.check_room(len(data))
-        run_id, claimed_for = uuid(), timeout + 5
-        running = self.store.claim_run(key, run_id, claimed_for)
+        run_id = uuid()
+        running = self.store.claim_run(key, run_id, timeout + 5)
         if running is not None:
             log.info("[%s] joining the run already under way (%s)", key[:12], running)
-            return self._wait(SharedRun(self.store, key, running), key, timeout), False
+            return self._wait(SharedRun(self.store, key, running, annotate, data), key, timeout), False
         try:
             self.store.put_image(key, data)
-            run = SharedRun(self.store, key, run_id)
-            run.send(annotate, claimed_for)
+            run = SharedRun(self.store, key, run_id, annotate)
+            run.send()
             return self._wait(run, key, timeout), False
         finally:
             self.store.release_run(key, run_id)
@@ -200,8 +200,9 @@ class Pipeline:
             try:
                 return self._answer(result, run, every)
             except celery.exceptions.TimeoutError:
-                if self._lost(run) and run.send_again():
-                    log.warning("[%s] a message of this run was lost with a worker; sent the run again", key[:12])
+                why = self._lost(run)
+                if why and run.send_again():
+                    log.warning("[%s] %s; sent the run again", key[:12], why)
                     self.on_sent_again()
 
     def _answer(self, result: AsyncResult, run: Run, timeout: float) -> Any:
@@ -218,17 +219,21 @@ class Pipeline:
             log.warning("Celery's results of run %s keep IMAGE_TTL: %s", run.id, error)
         return outcome
 
-    def _lost(self, run: Run) -> bool:
-        """Lost, and still lost a second later: a live worker records a message it takes
-        within milliseconds, and a chord sends its callback just after its last result."""
+    def _lost(self, run: Run) -> str:
+        """Why ``run`` must be sent again ("" if it need not): lost, and still lost a second
+        later (a live worker records a message it takes within milliseconds, and a chord
+        sends its callback just after its last result)."""
         if not self._lost_now(run):
-            return False
+            return ""
         time.sleep(1.0)
         return self._lost_now(run)
 
-    def _lost_now(self, run: Run) -> bool:
+    def _lost_now(self, run: Run) -> str:
         steps = run.latest()  # a run another facade sent again meanwhile has new tasks
-        return bool(steps) and lost_messages.lost(self.store.redis, graph.QUEUES, app, steps)
+        if steps is None:
+            return "the facade that claimed this run died before sending it" if run.unsent() else ""
+        lost = lost_messages.lost(self.store.redis, graph.QUEUES, app, steps)
+        return "a message of this run was lost with a worker" if lost else ""
 
 
 def _outcome(result: AsyncResult, timeout: float) -> Any:

@@ -7,8 +7,9 @@ id and gives its other tasks new ones.
 A run for ``ProcessImage`` (:class:`SharedRun`) is claimed for its image, and requests
 for the same image join it, on this facade or another. So its tasks are noted in Redis
 beside the claim: every facade waiting for the run checks it, the first to find it lost
-sends it again, and the run is still answered when the facade that sent it died with its
-machine. A stage service's run (:class:`LocalRun`) has one waiter, its sender.
+(or never sent: its sender died in between) sends it, and the run is still answered when
+the facade that claimed it died with its machine. A stage service's run
+(:class:`LocalRun`) has one waiter, its sender.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class LocalRun:
         """The task ids of its latest sending, step by step: its one task."""
         return [[self.id]]
 
+    def unsent(self) -> bool:
+        return False  # sent before anyone waits for it
+
     def send_again(self) -> bool:
         """Send it again; returns True (no other facade could have)."""
         self.send()
@@ -49,17 +53,24 @@ class LocalRun:
 class SharedRun:
     """The run claimed for an image, which any facade waiting for it may send again."""
 
-    def __init__(self, store: ImageStore, key: str, run_id: str) -> None:
+    def __init__(self, store: ImageStore, key: str, run_id: str, annotate: bool, image: bytes | None = None) -> None:
+        """``annotate`` and ``image`` (the image's bytes): what this facade sends the run
+        with, should its claimant have died before sending it."""
         self.store = store
         self.key = key
         self.id = run_id
+        self.annotate = annotate
+        self.image = image
         self._note: str | None = None  # the note :meth:`latest` read
 
-    def send(self, annotate: bool, ttl: float) -> None:
-        """Send the graph for the image, noting its tasks for ``ttl`` seconds (the claim's)."""
-        signature, note = self._graph(annotate)
-        self.store.note_run_tasks(self.key, note, ttl)
+    def send(self) -> bool:
+        """Send the graph for the image and note its tasks, unless the claim no longer
+        names this run or another facade sent it; returns whether this call sent it."""
+        signature, note = self._graph(self.annotate)
+        if not self.store.note_run_tasks(self.key, self.id, note):
+            return False
         signature.apply_async()
+        return True
 
     def latest(self) -> Steps | None:
         """The task ids of its latest sending, by whichever facade, as noted in Redis;
@@ -69,11 +80,18 @@ class SharedRun:
         self._note = note if noted.get("run") == self.id else None  # not a later run's
         return noted["steps"] if self._note else None
 
+    def unsent(self) -> bool:
+        """Whether its claim still names it and no facade noted its tasks: the facade that
+        claimed it died before sending it (given :meth:`latest` found no note)."""
+        return self._note is None and self.store.run_claim(self.key) == self.id and self.store.run_tasks(self.key) is None
+
     def send_again(self) -> bool:
-        """Send it again, unless another facade did since :meth:`latest` read the note;
-        returns whether this call sent it."""
+        """Send it again, unless another facade did since :meth:`latest` read the note (or
+        send it, if it was :meth:`unsent`); returns whether this call sent it."""
         if self._note is None:
-            return False
+            if self.image is not None:  # its claimant may have died before storing it
+                self.store.put_image(self.key, self.image)
+            return self.send()
         signature, note = self._graph(json.loads(self._note)["annotate"])
         if not self.store.replace_run_tasks(self.key, self._note, note):
             return False

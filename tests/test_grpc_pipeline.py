@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -264,6 +265,22 @@ def test_concurrent_duplicates_run_once(stack: RunningStack, image_input, t1_byt
     assert len({r.redis_key for r in responses}) == 1
     assert stack.tasks_run(LANDMARK_TASK) == runs + 1
     assert not stack.redis.exists(f"{responses[0].redis_key}:running")
+
+
+def test_a_run_whose_claimant_died_before_sending_it_is_sent_by_a_request_that_joined_it(
+    stack: RunningStack, image_input, astronaut_bytes: bytes
+) -> None:
+    data = variant(astronaut_bytes, 15)
+    key = hashlib.sha256(data).hexdigest()
+    # What a facade leaves that dies right after claiming the image: a claim, no image, no run.
+    orphan = str(uuid.uuid4())
+    stack.redis.set(f"{key}:running", orphan, px=60_000)
+    response = process(image_input, data)  # it joins that run, then finds it never sent
+    assert response.status == "Success" and len(response.faces) == 1
+    facade_log = (stack.log_dir / "facade.log").read_text()
+    assert f"joining the run already under way ({orphan})" in facade_log
+    assert "the facade that claimed this run died before sending it; sent the run again" in facade_log
+    assert stack.redis.get(f"{key}:running") == orphan.encode()  # the claim stays its claimant's, until it expires
 
 
 def test_get_result_returns_the_stored_result(stack: RunningStack, image_input, astronaut_bytes: bytes) -> None:

@@ -76,11 +76,14 @@ def test_a_run_releases_only_its_own_claim(stack: RunningStack, real_store: None
     assert not stack.redis.exists(f"{KEY}:running")
 
 
-def test_a_runs_tasks_are_noted_with_its_claim_and_replaced_once(stack: RunningStack, real_store: None) -> None:
+def test_a_runs_tasks_are_noted_once_while_claimed_and_replaced_once(stack: RunningStack, real_store: None) -> None:
     store = worker_io.image_store()
-    assert store.claim_run(KEY, "run-1", ttl=30) is None
-    store.note_run_tasks(KEY, '{"steps": 1}', ttl=30)
-    assert store.run_tasks(KEY) == '{"steps": 1}' and 25 < stack.redis.ttl(f"{KEY}:tasks") <= 30
+    assert not store.note_run_tasks(KEY, "run-1", '{"steps": 0}')  # no claim: nothing noted
+    assert store.claim_run(KEY, "run-1", ttl=30) is None and store.run_claim(KEY) == "run-1"
+    assert not store.note_run_tasks(KEY, "run-2", '{"steps": 0}')  # another run's claim
+    assert store.note_run_tasks(KEY, "run-1", '{"steps": 1}')
+    assert not store.note_run_tasks(KEY, "run-1", '{"steps": 0}')  # sent once, by one facade
+    assert store.run_tasks(KEY) == '{"steps": 1}' and 25 < stack.redis.ttl(f"{KEY}:tasks") <= 30  # the claim's expiry
     stack.redis.expire(f"{KEY}:tasks", 20)
     # Two facades that read the same note and found the run lost: only the first replaces it.
     assert store.replace_run_tasks(KEY, '{"steps": 1}', '{"steps": 2}')

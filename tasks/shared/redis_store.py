@@ -37,6 +37,16 @@ import redis
 # the other KEYS, which belong to it).
 _DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', unpack(KEYS)) end return 0"
 
+# Note a run's tasks (KEYS[2]) only while its claim (KEYS[1]) names it (ARGV[1]) and no
+# note exists yet, expiring with the claim: of the facades that would send it, one does.
+_NOTE_IF_CLAIMED = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] or redis.call('exists', KEYS[2]) == 1 then return 0 end
+local ttl = redis.call('pttl', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('set', KEYS[2], ARGV[2], 'PX', ttl)
+return 1
+"""
+
 # Compare and replace in one step, keeping the expiry: of two facades that replace the
 # same value, only the first does.
 _REPLACE_IF_EQUAL = """
@@ -101,6 +111,7 @@ class ImageStore:
         self.redis = connection
         self._delete_if_equal = connection.register_script(_DELETE_IF_EQUAL)
         self._replace_if_equal = connection.register_script(_REPLACE_IF_EQUAL)
+        self._note_if_claimed = connection.register_script(_NOTE_IF_CLAIMED)
         self._shorten_expiry = connection.register_script(_SHORTEN_EXPIRY)
         self.image_ttl = image_ttl
         self.result_ttl = result_ttl
@@ -169,9 +180,15 @@ class ImageStore:
         (a later run may hold it now)."""
         self._delete_if_equal(keys=[stage_key(key, "running"), stage_key(key, "tasks")], args=[run_id])
 
-    def note_run_tasks(self, key: str, note: str, ttl: float) -> None:
-        """Note the tasks of the run now computing ``key`` (``note``: JSON), for ``ttl`` seconds."""
-        self.redis.set(stage_key(key, "tasks"), note, px=max(1, int(ttl * 1000)))
+    def run_claim(self, key: str) -> str | None:
+        """The id of the run that holds the claim on ``key``, if any."""
+        claim = self.redis.get(stage_key(key, "running"))
+        return None if claim is None else claim.decode()
+
+    def note_run_tasks(self, key: str, run_id: str, note: str) -> bool:
+        """Note the tasks of run ``run_id`` of ``key`` (``note``: JSON) for as long as its
+        claim, if the claim names that run and nobody noted them yet; returns whether it did."""
+        return bool(self._note_if_claimed(keys=[stage_key(key, "running"), stage_key(key, "tasks")], args=[run_id, note]))
 
     def run_tasks(self, key: str) -> str | None:
         """What :meth:`note_run_tasks` noted for ``key``, while it lasts."""
