@@ -83,7 +83,7 @@ class SharedRun:
     def unsent(self) -> bool:
         """Whether its claim still names it and no facade noted its tasks: the facade that
         claimed it died before sending it (given :meth:`latest` found no note)."""
-        return self._note is None and self.store.run_claim(self.key) == self.id and self.store.run_tasks(self.key) is None
+        return self._note is None and self.store.run_claim(self.key) == self.id
 
     def send_again(self) -> bool:
         """Send it again, unless another facade did since :meth:`latest` read the note (or
